@@ -1,0 +1,54 @@
+"""The dbt project as Dagster assets: staging → intermediate → marts, tests as asset checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.resources import WorkspaceResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+def prepared_dbt_project() -> DbtProject:
+    """The one DbtProject; its manifest is prepared (dbt parse) when missing or in `dagster dev`."""
+    project = DbtProject(project_dir=DBT_PROJECT_DIR)
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project
+
+
+voronka_dbt = prepared_dbt_project()
+
+
+class VoronkaDbtTranslator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        path = dbt_resource_props.get("original_file_path", "")
+        for layer in ("staging", "intermediate", "marts"):
+            if f"/{layer}/" in path:
+                return f"dbt_{layer}"
+        return "dbt"
+
+
+def dbt_vars(as_of: str, reporting_currency: str) -> str:
+    return json.dumps({"as_of": as_of, "reporting_currency": reporting_currency})
+
+
+@dbt_assets(manifest=voronka_dbt.manifest_path, project=voronka_dbt,
+            dagster_dbt_translator=VoronkaDbtTranslator())
+def voronka_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                       workspace: WorkspaceResource):
+    config = workspace.config()
+    as_of = workspace.as_of_time().strftime("%Y-%m-%d %H:%M:%S")
+    # dbt runs as a subprocess that inherits this environment; the profile reads the path here.
+    os.environ["VORONKA_WAREHOUSE"] = str(workspace.workspace.warehouse)
+    context.log.info(f"dbt build as of {as_of} in {config.reporting_currency}")
+    yield from dbt.cli(["build", "--vars", dbt_vars(as_of, config.reporting_currency)],
+                       context=context).stream()

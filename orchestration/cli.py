@@ -1,0 +1,350 @@
+"""The `voronka` command. A user's mistake prints one line and exits 1; only a bug shows a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+from orchestration.config import Workspace, resolve_workspace
+from orchestration.ingest.errors import VoronkaUserError
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_CHECKS_FAILED = 0, 1, 2
+
+FUNNEL_KEYS = ["pipeline", "stage", "stage_order", "reached", "step_conversion",
+               "cumulative_conversion", "lost_here"]
+FORECAST_KEYS = ["period", "pipeline", "currency", "target", "booked", "expected", "p10", "p50",
+                 "p90", "method"]
+COVERAGE_KEYS = ["period", "pipeline", "target", "booked", "open_pipeline", "coverage",
+                 "required_coverage", "status"]
+INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quarantined", "deals",
+               "stage_events"]
+PERCENT_KEYS = {"step_conversion", "cumulative_conversion"}
+MONEY_KEYS = {"target", "booked", "expected", "p10", "p50", "p90", "open_pipeline"}
+
+
+class UserError(VoronkaUserError):
+    pass
+
+
+# ---------------------------------------------------------------- output
+
+def _clean(value):
+    if value is None:
+        return None
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return _clean(value.item())
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "–"
+    if key in PERCENT_KEYS and isinstance(value, (int, float)):
+        return f"{value:.1%}"
+    if key in MONEY_KEYS and isinstance(value, (int, float)):
+        return f"{value:,.0f}"
+    if key == "coverage" and isinstance(value, (int, float)):
+        return f"{value:.2f}x"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def render(rows: list[dict], keys: list[str], fmt: str, title: str | None = None) -> str:
+    rows = [{k: _clean(r.get(k)) for k in keys} for r in rows]
+    if fmt == "json":
+        return json.dumps(rows, ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            # Neutralise spreadsheet formulas in text a CRM provided.
+            writer.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in "=+-@" else v)
+                             for k, v in r.items()})
+        return buf.getvalue().rstrip("\n")
+    cells = [[_cell(k, r[k]) for k in keys] for r in rows]
+    widths = [max([len(k)] + [len(c[i]) for c in cells]) for i, k in enumerate(keys)]
+    numeric = [all(isinstance(r[k], (int, float)) or r[k] is None for r in rows) for k in keys]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric))
+
+    out = ([title] if title else []) + [line(keys), line(["-" * w for w in widths])]
+    out += [line(c) for c in cells] or ["(no rows)"]
+    return "\n".join(out)
+
+
+def _progress(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- pipeline
+
+def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = False) -> dict:
+    """Materialise the daily job stage by stage (ingest → dbt → forecast, checks and alerts)."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from orchestration.definitions import build_definitions
+
+    workspace.create()
+    defs = build_definitions(str(workspace.home), as_of=as_of)
+    job = defs.resolve_job_def("daily_refresh")
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(workspace.dagster_home)))
+    graph = defs.resolve_asset_graph()
+    all_keys = list(graph.get_all_asset_keys())
+    stages = [
+        ("ingest", [k for k in all_keys if k.path[0] == "raw"]),
+        ("dbt build", [k for k in all_keys if k.path[0] != "raw" and k.path[-1] not in
+                       ("revenue_forecast", "pipeline_coverage", "coverage_alerts")]),
+        ("forecast, coverage checks and alerts",
+         [dg.AssetKey(n) for n in ("revenue_forecast", "pipeline_coverage", "coverage_alerts")]),
+    ]
+    quiet_logs = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    timings = {}
+    checks_failed = []
+    for i, (name, keys) in enumerate(stages, 1):
+        _progress(f"[{i}/{len(stages)}] {name} ...", quiet)
+        started = time.perf_counter()
+        result = job.execute_in_process(run_config=quiet_logs, instance=instance,
+                                        asset_selection=keys, raise_on_error=False)
+        timings[name] = round(time.perf_counter() - started, 2)
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_failure), None)
+            detail = failure.message if failure is not None else "see `voronka ui`"
+            raise UserError(f"stage '{name}' failed: {detail.splitlines()[0] if detail else ''}")
+        for evaluation in result.get_asset_check_evaluations():
+            if not evaluation.passed:
+                checks_failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+        _progress(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", quiet)
+    return {"timings": timings, "checks_failed": checks_failed}
+
+
+# ---------------------------------------------------------------- reads
+
+def _read(workspace: Workspace, table: str, order_by: str, where: str = "", params=None) -> list[dict]:
+    import duckdb
+
+    if not workspace.warehouse.exists():
+        raise UserError(f"no warehouse at {workspace.warehouse}: run `voronka demo` or `voronka run` first")
+    con = duckdb.connect(str(workspace.warehouse), read_only=True)
+    try:
+        from orchestration.warehouse_queries import table_exists
+
+        if not table_exists(con, table):
+            raise UserError(f"{table} is not built yet in {workspace.warehouse}: run `voronka run` first")
+        frame = con.execute(f"select * from {table} {where} order by {order_by}", params or []).df()
+    finally:
+        con.close()
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def _pipeline_filter(pipeline: str | None) -> tuple[str, list]:
+    return ("where pipeline = ?", [pipeline]) if pipeline else ("", [])
+
+
+def funnel_rows(workspace: Workspace, pipeline: str | None = None) -> list[dict]:
+    where, params = _pipeline_filter(pipeline)
+    return _read(workspace, "main.mart_funnel_conversion", "pipeline, stage_order", where, params)
+
+
+def forecast_rows(workspace: Workspace, pipeline: str | None = None) -> list[dict]:
+    where, params = _pipeline_filter(pipeline)
+    return _read(workspace, "main.revenue_forecast",
+                 "period_grain desc, period, pipeline = 'all' desc, pipeline", where, params)
+
+
+def coverage_rows(workspace: Workspace, pipeline: str | None = None) -> list[dict]:
+    where, params = _pipeline_filter(pipeline)
+    return _read(workspace, "main.pipeline_coverage",
+                 "period_grain desc, period, pipeline = 'all' desc, pipeline", where, params)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_demo(args) -> int:
+    from orchestration.simulator.canonical_writer import write_canonical
+    from orchestration.simulator.company import simulate_company
+
+    workspace = resolve_workspace(args.workspace).create()
+    end_date = _parse_date(args.end_date, "--end-date") if args.end_date else datetime.utcnow().date()
+    _progress(f"Simulating a demo company: {args.deals:,} deals, seed {args.seed}, up to {end_date} ...", args.quiet)
+    company = simulate_company(n_deals=args.deals, seed=args.seed, end_date=end_date)
+    written = write_canonical(company, workspace.inbox, workspace.home / "truth")
+    _progress(f"Wrote {len(written)} export files to {workspace.inbox}", args.quiet)
+    outcome = run_pipeline(workspace, quiet=args.quiet)
+    _print_summary(workspace, args.format)
+    return _exit_for_checks(outcome, args)
+
+
+def cmd_run(args) -> int:
+    workspace = resolve_workspace(args.workspace)
+    as_of = _parse_date(args.as_of, "--as-of").isoformat() + " 23:59:59" if args.as_of else None
+    outcome = run_pipeline(workspace, as_of=as_of, quiet=args.quiet)
+    _print_summary(workspace, args.format)
+    return _exit_for_checks(outcome, args)
+
+
+def cmd_ingest(args) -> int:
+    import duckdb
+
+    from orchestration.ingest.loader import load_files
+
+    workspace = resolve_workspace(args.workspace).create()
+    targets = []
+    for raw in args.paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise UserError(f"no such file: {raw}")
+        target = workspace.inbox / path.name
+        if path.resolve() != target.resolve():
+            shutil.copy2(path, target)
+        targets.append(target)
+    con = duckdb.connect(str(workspace.warehouse))
+    try:
+        results = load_files(con, targets, source=args.source,
+                             progress=lambda name: _progress(f"loaded {name}", args.quiet))
+    finally:
+        con.close()
+    for r in results:
+        if r.status == "refused":
+            print(f"voronka: refused {r.message}", file=sys.stderr)
+        elif r.status == "already_loaded":
+            _progress(f"{r.file}: already loaded (same content), nothing to do", args.quiet)
+    print(render([r.as_dict() for r in results if r.status == "loaded"], INGEST_KEYS, args.format))
+    return EXIT_USER_ERROR if any(r.status == "refused" for r in results) else EXIT_OK
+
+
+def cmd_funnel(args) -> int:
+    print(render(funnel_rows(resolve_workspace(args.workspace), args.pipeline), FUNNEL_KEYS, args.format))
+    return EXIT_OK
+
+
+def cmd_forecast(args) -> int:
+    print(render(forecast_rows(resolve_workspace(args.workspace), args.pipeline), FORECAST_KEYS, args.format))
+    return EXIT_OK
+
+
+def cmd_coverage(args) -> int:
+    rows = coverage_rows(resolve_workspace(args.workspace), args.pipeline)
+    print(render(rows, COVERAGE_KEYS, args.format))
+    if args.fail_on_check and any(r["status"] != "ok" for r in rows):
+        return EXIT_CHECKS_FAILED
+    return EXIT_OK
+
+
+def cmd_ui(args) -> int:
+    workspace = resolve_workspace(args.workspace).create()
+    env = {**os.environ, "VORONKA_HOME": str(workspace.home), "DAGSTER_HOME": str(workspace.dagster_home)}
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    cmd = [dagster, "dev", "-m", "orchestration.definitions", "--port", str(args.port)]
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (workspace {workspace.home})", file=sys.stderr)
+    os.execve(cmd[0], cmd, env)
+    return EXIT_OK  # not reached
+
+
+def _print_summary(workspace: Workspace, fmt: str) -> None:
+    funnel, forecast, coverage = funnel_rows(workspace), forecast_rows(workspace), coverage_rows(workspace)
+    if fmt == "json":
+        print(json.dumps({
+            "funnel": json.loads(render(funnel, FUNNEL_KEYS, "json")),
+            "forecast": json.loads(render(forecast, FORECAST_KEYS, "json")),
+            "coverage": json.loads(render(coverage, COVERAGE_KEYS, "json")),
+            "warehouse": str(workspace.warehouse),
+        }, ensure_ascii=False, indent=2))
+        return
+    print(render(funnel, FUNNEL_KEYS, "table", title="\nFunnel (reached = deals that got to the stage or beyond)"))
+    print(render(forecast, FORECAST_KEYS, "table", title="\nForecast (weighted pipeline baseline; P10–P90 from Monte Carlo)"))
+    print(render(coverage, COVERAGE_KEYS, "table", title="\nPipeline coverage"))
+    alerts = workspace.home / "alerts" / "alerts.jsonl"
+    print(f"\nWarehouse: {workspace.warehouse}")
+    if alerts.exists():
+        print(f"Alerts:    {alerts}")
+    print(f"Dagster:   voronka ui --workspace {workspace.home}")
+
+
+def _exit_for_checks(outcome: dict, args) -> int:
+    if outcome["checks_failed"]:
+        _progress("Checks that did not pass: " + ", ".join(outcome["checks_failed"]), args.quiet)
+        if getattr(args, "fail_on_check", False):
+            return EXIT_CHECKS_FAILED
+    return EXIT_OK
+
+
+def _parse_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise UserError(f"{option}: not a date: {text!r} (expected YYYY-MM-DD)") from None
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voronka", description="Funnel health and revenue forecasts from CRM exports.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help_text, func, fmt=True):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--workspace", help="workspace folder (default $VORONKA_HOME or ./voronka_workspace)")
+        p.add_argument("--quiet", action="store_true", help="no progress messages")
+        if fmt:
+            p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", "simulate a demo company into the workspace inbox and run everything", cmd_demo)
+    p.add_argument("--deals", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--end-date", help="last day of the simulated history (default: today)")
+    p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
+    p = add("run", "load what is new in the inbox and build everything downstream", cmd_run)
+    p.add_argument("--as-of", help="analyse as of this date (default: the newest data)")
+    p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
+    p = add("ingest", "copy export files into the inbox and load them", cmd_ingest)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--source", default="auto", help="export format (default: detect)")
+    for name, func, text in (("funnel", cmd_funnel, "conversion per pipeline stage"),
+                             ("forecast", cmd_forecast, "revenue forecast per period"),
+                             ("coverage", cmd_coverage, "pipeline coverage against targets")):
+        p = add(name, text, func)
+        p.add_argument("--pipeline")
+        if name == "coverage":
+            p.add_argument("--fail-on-check", action="store_true", help="exit 2 when coverage is short")
+    p = add("ui", "open the Dagster UI on the workspace", cmd_ui, fmt=False)
+    p.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo" and args.deals < 10:
+        print("voronka: error: --deals must be at least 10", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return args.func(args)
+    except VoronkaUserError as err:
+        print(f"voronka: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("voronka: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

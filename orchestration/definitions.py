@@ -1,0 +1,50 @@
+"""The one Definitions: every asset, check, job, schedule, sensor and resource of Voronka."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from orchestration.assets.dbt import voronka_dbt, voronka_dbt_models
+from orchestration.assets.forecast import (
+    coverage_alerts,
+    coverage_meets_requirement,
+    pipeline_coverage,
+    revenue_forecast,
+)
+from orchestration.assets.ingest import every_row_accounted_for, raw_tables
+from orchestration.resources import WorkspaceResource
+from orchestration.sensors import build_inbox_sensor
+
+ALL_ASSETS = [raw_tables, voronka_dbt_models, revenue_forecast, pipeline_coverage, coverage_alerts]
+ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement]
+
+daily_refresh = dg.define_asset_job(
+    "daily_refresh",
+    selection=dg.AssetSelection.all(),
+    description="Ingest what is new → dbt build → forecast → coverage checks → alerts.",
+)
+daily_schedule = dg.ScheduleDefinition(
+    job=daily_refresh, cron_schedule="0 6 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+def build_definitions(home: str | dg.EnvVar, as_of: str | None = None) -> dg.Definitions:
+    """Definitions bound to a workspace; the CLI and tests pass a path, `dagster dev` the env."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[daily_refresh],
+        schedules=[daily_schedule],
+        sensors=[build_inbox_sensor(daily_refresh)],
+        resources={
+            "workspace": WorkspaceResource(home=home, as_of=as_of),
+            "dbt": DbtCliResource(project_dir=voronka_dbt),
+        },
+        # DuckDB has one writer at a time, so steps run one after another in one process.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(dg.EnvVar("VORONKA_HOME"))

@@ -1,0 +1,155 @@
+"""The canonical data model: the contract between the readers and the warehouse (and dbt).
+
+Every reader (canonical CSV, amoCRM, Bitrix24, ...) turns an export into frames with exactly
+these columns; the loader validates them, quarantines bad rows and writes the raw.* tables.
+Timestamps are naive UTC, dates are dates, money is a decimal with an ISO-4217 currency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OUTCOMES = ("open", "won", "lost")
+STAGE_KINDS = ("open", "won", "lost")
+EVENT_ORIGINS = ("history", "snapshot_diff", "created", "inferred")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    required: bool = False  # a row without it is quarantined
+
+
+def _cols(*spec: tuple) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in spec)
+
+
+# Table name (in schema raw) -> its columns, in order. `attributes` holds every other column of
+# the export as JSON so nothing a CRM gives is lost.
+TABLES: dict[str, tuple[Column, ...]] = {
+    "deals": _cols(
+        ("deal_key", "VARCHAR", True),
+        ("source_system", "VARCHAR", True),
+        ("native_id", "VARCHAR", True),
+        ("pipeline", "VARCHAR", True),
+        ("title", "VARCHAR"),
+        ("owner", "VARCHAR"),
+        ("lead_source", "VARCHAR"),
+        ("segment", "VARCHAR"),
+        ("region", "VARCHAR"),
+        ("product", "VARCHAR"),
+        ("amount", "DECIMAL(18,2)"),
+        ("currency", "VARCHAR"),
+        ("created_at", "TIMESTAMP", True),
+        ("expected_close_date", "DATE"),
+        ("closed_at", "TIMESTAMP"),
+        ("outcome", "VARCHAR", True),
+        ("lost_reason", "VARCHAR"),
+        ("current_stage", "VARCHAR", True),
+        ("attributes", "JSON"),
+        ("export_file", "VARCHAR", True),
+        ("exported_at", "TIMESTAMP"),
+    ),
+    "stage_events": _cols(
+        ("event_key", "VARCHAR", True),
+        ("deal_key", "VARCHAR", True),
+        ("pipeline", "VARCHAR", True),
+        ("stage", "VARCHAR", True),
+        ("entered_at", "TIMESTAMP", True),
+        ("origin", "VARCHAR", True),
+        ("export_file", "VARCHAR", True),
+    ),
+    "pipeline_stages": _cols(
+        ("pipeline", "VARCHAR", True),
+        ("stage", "VARCHAR", True),
+        ("stage_order", "INTEGER", True),
+        ("kind", "VARCHAR", True),
+        ("crm_probability", "DOUBLE"),
+    ),
+    "targets": _cols(
+        ("period", "VARCHAR", True),  # 2026-01 or 2026-Q1
+        ("scope_pipeline", "VARCHAR"),  # null = all pipelines
+        ("scope_owner", "VARCHAR"),
+        ("scope_segment", "VARCHAR"),
+        ("target_amount", "DECIMAL(18,2)", True),
+        ("currency", "VARCHAR", True),
+    ),
+    # 1 unit of `currency` = `rate` units of `quote_currency` on `rate_date`. dbt triangulates to
+    # the configured reporting currency, so changing it needs no reload.
+    "fx_rates": _cols(
+        ("rate_date", "DATE", True),
+        ("currency", "VARCHAR", True),
+        ("quote_currency", "VARCHAR", True),
+        ("rate", "DOUBLE", True),
+    ),
+    "marketing_spend": _cols(
+        ("month", "VARCHAR", True),  # 2026-01
+        ("lead_source", "VARCHAR", True),
+        ("amount", "DECIMAL(18,2)", True),
+        ("currency", "VARCHAR", True),
+    ),
+}
+
+# Bookkeeping tables written by the loader itself.
+INGEST_LOG = _cols(
+    ("export_file", "VARCHAR"),
+    ("file_sha256", "VARCHAR"),
+    ("source_system", "VARCHAR"),
+    ("rows_read", "BIGINT"),
+    ("rows_loaded", "BIGINT"),
+    ("rows_quarantined", "BIGINT"),
+    ("loaded_at", "TIMESTAMP"),
+)
+QUARANTINE = _cols(
+    ("export_file", "VARCHAR"),
+    ("row_number", "BIGINT"),
+    ("raw_row", "JSON"),
+    ("reason", "VARCHAR"),
+)
+
+# Keys: a newer export of the same entity replaces the older row instead of duplicating it.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "deals": ("deal_key",),
+    "stage_events": ("event_key",),
+    "pipeline_stages": ("pipeline", "stage"),
+    "targets": ("period", "scope_pipeline", "scope_owner", "scope_segment"),
+    "fx_rates": ("rate_date", "currency", "quote_currency"),
+    "marketing_spend": ("month", "lead_source"),
+}
+
+
+def column_names(table: str) -> list[str]:
+    return [c.name for c in TABLES[table]]
+
+
+def deal_key(source_system: str, native_id: str) -> str:
+    return f"{source_system}:{native_id}"
+
+
+@dataclass
+class RejectedRow:
+    """A row a reader could not turn into canonical form; it goes to raw.quarantine."""
+
+    row_number: int  # 1-based data row in the file (the header is row 0)
+    raw_row: dict
+    reason: str
+
+
+@dataclass
+class ParsedExport:
+    """What a reader returns for one file: canonical frames plus the rows it had to reject.
+
+    `frames` maps a canonical table name (see TABLES) to a DataFrame holding exactly that
+    table's columns except `export_file` (the loader sets it); a `_row_number` column (1-based
+    row of the file) may be present so the loader can name rows it quarantines.
+    rows_read counts every data row of the file: rows_read == rows in frames[primary_table] +
+    len(rejected) must hold (the loader checks).
+    """
+
+    source_system: str
+    primary_table: str  # the table whose rows are the file's rows (deals for a deals export)
+    rows_read: int
+    frames: dict
+    rejected: list
+    warnings: list | None = None

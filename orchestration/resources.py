@@ -1,0 +1,48 @@
+"""Dagster resources: the workspace (paths, config, warehouse connection, as-of time)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Optional
+
+import dagster as dg
+import duckdb
+
+from orchestration.config import VoronkaConfig, Workspace
+from orchestration.ingest.warehouse import ensure_raw_schema
+from orchestration.warehouse_queries import newest_data_time
+
+
+class WorkspaceResource(dg.ConfigurableResource):
+    """Where the workspace lives and, optionally, the time the run is analysed as of."""
+
+    home: str
+    as_of: Optional[str] = None  # ISO date/time; default: the newest data in the warehouse
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(Path(self.home))
+
+    def config(self) -> VoronkaConfig:
+        return self.workspace.config()
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        # One short-lived connection per step: dbt runs as a separate process between steps and
+        # DuckDB allows one writer at a time.
+        self.workspace.create()
+        con = duckdb.connect(str(self.workspace.warehouse), read_only=read_only)
+        try:
+            if not read_only:
+                ensure_raw_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    def as_of_time(self) -> datetime:
+        if self.as_of:
+            return datetime.fromisoformat(self.as_of)
+        with self.connect() as con:
+            return newest_data_time(con)

@@ -1,0 +1,50 @@
+"""Small reads of the warehouse shared by the assets and the CLI (no Dagster imports)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+import duckdb
+import pandas as pd
+
+
+def newest_data_time(con: duckdb.DuckDBPyConnection) -> datetime:
+    """The as-of time of a run: the newest data, never the wall clock.
+
+    An export states when it was made (exported_at); without that, the newest event in it.
+    """
+    row = con.execute(
+        """
+        select coalesce(
+            (select max(exported_at) from raw.deals),
+            greatest(
+                (select max(created_at) from raw.deals),
+                (select max(closed_at) from raw.deals),
+                (select max(entered_at) from raw.stage_events)
+            )
+        )
+        """
+    ).fetchone()
+    if row is None or row[0] is None:
+        return datetime.combine(datetime.utcnow().date(), time(23, 59, 59))
+    return row[0]
+
+
+def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    return con.execute(f"select * from {table}").df()
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    con.register("frame_to_write", frame)
+    try:
+        con.execute(f"create or replace table {table} as select * from frame_to_write")
+    finally:
+        con.unregister("frame_to_write")
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, _, name = table.rpartition(".")
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema or "main", name],
+    ).fetchone()[0])
