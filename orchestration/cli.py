@@ -10,12 +10,12 @@ import math
 import os
 import shutil
 import sys
-import time
 from datetime import date, datetime
 from pathlib import Path
 
 from orchestration.config import Workspace, resolve_workspace
 from orchestration.ingest.errors import VoronkaUserError
+from orchestration.runner import PipelineError, run_pipeline
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_CHECKS_FAILED = 0, 1, 2
 
@@ -91,48 +91,6 @@ def render(rows: list[dict], keys: list[str], fmt: str, title: str | None = None
 def _progress(message: str, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- pipeline
-
-def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = False) -> dict:
-    """Materialise the daily job stage by stage (ingest → dbt → forecast, checks and alerts)."""
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    from orchestration.definitions import build_definitions
-
-    workspace.create()
-    defs = build_definitions(str(workspace.home), as_of=as_of)
-    job = defs.resolve_job_def("daily_refresh")
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(workspace.dagster_home)))
-    graph = defs.resolve_asset_graph()
-    all_keys = list(graph.get_all_asset_keys())
-    stages = [
-        ("ingest", [k for k in all_keys if k.path[0] == "raw"]),
-        ("dbt build", [k for k in all_keys if k.path[0] != "raw" and k.path[-1] not in
-                       ("revenue_forecast", "pipeline_coverage", "coverage_alerts")]),
-        ("forecast, coverage checks and alerts",
-         [dg.AssetKey(n) for n in ("revenue_forecast", "pipeline_coverage", "coverage_alerts")]),
-    ]
-    quiet_logs = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    timings = {}
-    checks_failed = []
-    for i, (name, keys) in enumerate(stages, 1):
-        _progress(f"[{i}/{len(stages)}] {name} ...", quiet)
-        started = time.perf_counter()
-        result = job.execute_in_process(run_config=quiet_logs, instance=instance,
-                                        asset_selection=keys, raise_on_error=False)
-        timings[name] = round(time.perf_counter() - started, 2)
-        if not result.success:
-            failure = next((e for e in result.all_events if e.is_failure), None)
-            detail = failure.message if failure is not None else "see `voronka ui`"
-            raise UserError(f"stage '{name}' failed: {detail.splitlines()[0] if detail else ''}")
-        for evaluation in result.get_asset_check_evaluations():
-            if not evaluation.passed:
-                checks_failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
-        _progress(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", quiet)
-    return {"timings": timings, "checks_failed": checks_failed}
 
 
 # ---------------------------------------------------------------- reads
@@ -338,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return args.func(args)
-    except VoronkaUserError as err:
+    except (VoronkaUserError, PipelineError) as err:
         print(f"voronka: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

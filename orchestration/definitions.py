@@ -1,11 +1,10 @@
 """The one Definitions: every asset, check, job, schedule, sensor and resource of Voronka."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.assets.dbt import voronka_dbt, voronka_dbt_models
+from orchestration.assets.dbt import DBT_EXECUTABLE, voronka_dbt, voronka_dbt_models
 from orchestration.assets.forecast import (
     coverage_alerts,
     coverage_meets_requirement,
@@ -40,7 +39,7 @@ def build_definitions(home: str | dg.EnvVar, as_of: str | None = None) -> dg.Def
         sensors=[build_inbox_sensor(daily_refresh)],
         resources={
             "workspace": WorkspaceResource(home=home, as_of=as_of),
-            "dbt": DbtCliResource(project_dir=voronka_dbt),
+            "dbt": DbtCliResource(project_dir=voronka_dbt, dbt_executable=DBT_EXECUTABLE),
         },
         # DuckDB has one writer at a time, so steps run one after another in one process.
         executor=dg.in_process_executor,

@@ -1,6 +1,5 @@
 """Dagster resources: the workspace (paths, config, warehouse connection, as-of time)."""
 
-from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime

@@ -1,6 +1,5 @@
 """The inbox sensor: a new or changed export file in the inbox starts the daily job."""
 
-from __future__ import annotations
 
 import hashlib
 import json
@@ -18,7 +17,7 @@ def inbox_fingerprint(workspace: WorkspaceResource) -> dict[str, str]:
             for p in sorted(inbox.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
-def build_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_inbox_sensor(job) -> dg.SensorDefinition:
     @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Starts the daily job when a new or changed file lands in the inbox.")
     def inbox_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceResource):

@@ -1,9 +1,10 @@
 """The dbt project as Dagster assets: staging → intermediate → marts, tests as asset checks."""
 
-from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,16 @@ from orchestration.resources import WorkspaceResource
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
+# The dbt installed beside this Python (the venv's), so nothing depends on PATH being activated.
+DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+
+
 def prepared_dbt_project() -> DbtProject:
     """The one DbtProject; its manifest is prepared (dbt parse) when missing or in `dagster dev`."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    project.prepare_if_dev()
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
+    if os.getenv("DAGSTER_IS_DEV_CLI") or not project.manifest_path.exists():
+        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            ["parse", "--quiet"], target_path=project.target_path).wait()
     return project
 
 

@@ -1,6 +1,5 @@
 """Forecast, coverage and alerts: thin assets over ml/ and orchestration/alerts/."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """Ingest: every file in the inbox not loaded before goes into raw.* (or raw.quarantine)."""
 
-from __future__ import annotations
 
 import dagster as dg
 

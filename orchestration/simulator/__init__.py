@@ -1,0 +1,7 @@
+"""The demo-company simulator: a seeded, deterministic sales company with known truth
+(no Dagster imports). See docs/simulator.md."""
+
+from orchestration.simulator.canonical_writer import write_canonical
+from orchestration.simulator.company import SimulatedCompany, simulate_company
+
+__all__ = ["SimulatedCompany", "simulate_company", "write_canonical"]

@@ -1,0 +1,337 @@
+"""The dbt project on a small hand-made warehouse; every expected number is worked out by hand here.
+
+The data (as of 2026-03-15 12:00, reporting USD; EUR quoted in USD):
+
+    EUR/USD   2026-01-01 1.10 · 2026-02-01 1.20 · 2026-03-10 1.25 · 2026-03-20 1.50 (after as_of: unseen)
+
+    pipeline sales: lead(1, p=.1) → meeting(2, .3) → proposal(3, .6) → won(4) | lost(5)
+    s1  USD 1000  lead 01-05, meeting 01-10, proposal 01-20, won 02-01 10:00              won
+    s2  EUR 2000  lead 01-08, proposal 01-15 (skips meeting), won 02-15                  won (→ 2400 at 1.20)
+    s3  USD  500  lead 01-12, meeting 01-20, lead 01-25 (back), lost 02-10                lost at lead
+    s4  USD  800  lead 01-15, lost 01-20, meeting 02-01 (reopened), proposal 03-01         open (lost earlier)
+    s5  USD 3000  lead 02-01, meeting 02-20, won 03-20 (after as_of)                      open as of as_of
+    s6  USD  700  created 03-16 (after as_of)                                             does not exist yet
+    s7  EUR 1000  lead 03-01, meeting 03-02, meeting 03-02 12:00 (same stay, re-exported)  open (→ 1250 at 1.25)
+    s8  USD  100  created 03-05, no stage events, current_stage lead                     open (never entered)
+
+    pipeline renewals: review(1, .5) → negotiation(2, .8) → renewed(3) | churned(4)
+    r1  USD 4000  review 2025-12-01, negotiation 12-15, renewed 2026-01-10                 won
+    r2  USD  600  review 2025-12-10, churned 2026-03-01                                    lost at review
+    r3  USD  900  review 02-01, negotiation 02-10                                          open
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+from dbt.cli.main import dbtRunner
+
+from orchestration.ingest.warehouse import ensure_raw_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT / "dbt_project"
+AS_OF = "2026-03-15 12:00:00"
+
+STAGES = [
+    ("sales", "lead", 1, "open", 0.1), ("sales", "meeting", 2, "open", 0.3),
+    ("sales", "proposal", 3, "open", 0.6), ("sales", "won", 4, "won", 1.0),
+    ("sales", "lost", 5, "lost", 0.0),
+    ("renewals", "review", 1, "open", 0.5), ("renewals", "negotiation", 2, "open", 0.8),
+    ("renewals", "renewed", 3, "won", 1.0), ("renewals", "churned", 4, "lost", 0.0),
+]
+
+# native_id, pipeline, amount, currency, created_at, expected_close, closed_at, outcome, current_stage
+DEALS = [
+    ("s1", "sales", 1000, "USD", "2026-01-05 09:00:00", "2026-02-01", "2026-02-01 10:00:00", "won", "won"),
+    ("s2", "sales", 2000, "EUR", "2026-01-08 09:00:00", "2026-02-28", "2026-02-15 00:00:00", "won", "won"),
+    ("s3", "sales", 500, "USD", "2026-01-12 00:00:00", "2026-03-01", "2026-02-10 00:00:00", "lost", "lost"),
+    ("s4", "sales", 800, "USD", "2026-01-15 00:00:00", "2026-03-31", None, "open", "proposal"),
+    ("s5", "sales", 3000, "USD", "2026-02-01 00:00:00", "2026-03-20", "2026-03-20 00:00:00", "won", "won"),
+    ("s6", "sales", 700, "USD", "2026-03-16 00:00:00", "2026-05-01", None, "open", "lead"),
+    ("s7", "sales", 1000, "EUR", "2026-03-01 00:00:00", "2026-04-30", None, "open", "meeting"),
+    ("s8", "sales", 100, "USD", "2026-03-05 00:00:00", None, None, "open", "lead"),
+    ("r1", "renewals", 4000, "USD", "2025-12-01 00:00:00", "2026-01-15", "2026-01-10 00:00:00", "won", "renewed"),
+    ("r2", "renewals", 600, "USD", "2025-12-10 00:00:00", "2026-02-28", "2026-03-01 00:00:00", "lost", "churned"),
+    ("r3", "renewals", 900, "USD", "2026-02-01 00:00:00", "2026-06-30", None, "open", "negotiation"),
+]
+
+# native_id, stage, entered_at (the pipeline is the deal's)
+EVENTS = [
+    ("s1", "lead", "2026-01-05 09:00:00"), ("s1", "meeting", "2026-01-10 00:00:00"),
+    ("s1", "proposal", "2026-01-20 00:00:00"), ("s1", "won", "2026-02-01 10:00:00"),
+    ("s2", "lead", "2026-01-08 09:00:00"), ("s2", "proposal", "2026-01-15 00:00:00"),
+    ("s2", "won", "2026-02-15 00:00:00"),
+    ("s3", "lead", "2026-01-12 00:00:00"), ("s3", "meeting", "2026-01-20 00:00:00"),
+    ("s3", "lead", "2026-01-25 00:00:00"), ("s3", "lost", "2026-02-10 00:00:00"),
+    ("s4", "lead", "2026-01-15 00:00:00"), ("s4", "lost", "2026-01-20 00:00:00"),
+    ("s4", "meeting", "2026-02-01 00:00:00"), ("s4", "proposal", "2026-03-01 00:00:00"),
+    ("s5", "lead", "2026-02-01 00:00:00"), ("s5", "meeting", "2026-02-20 00:00:00"),
+    ("s5", "won", "2026-03-20 00:00:00"),
+    ("s6", "lead", "2026-03-16 00:00:00"),
+    ("s7", "lead", "2026-03-01 00:00:00"), ("s7", "meeting", "2026-03-02 00:00:00"),
+    ("s7", "meeting", "2026-03-02 12:00:00"),
+    ("r1", "review", "2025-12-01 00:00:00"), ("r1", "negotiation", "2025-12-15 00:00:00"),
+    ("r1", "renewed", "2026-01-10 00:00:00"),
+    ("r2", "review", "2025-12-10 00:00:00"), ("r2", "churned", "2026-03-01 00:00:00"),
+    ("r3", "review", "2026-02-01 00:00:00"), ("r3", "negotiation", "2026-02-10 00:00:00"),
+]
+
+FX = [("2026-01-01", 1.10), ("2026-02-01", 1.20), ("2026-03-10", 1.25), ("2026-03-20", 1.50)]
+
+# period, scope_pipeline, scope_owner, target_amount, currency
+TARGETS = [
+    ("2026-Q1", None, None, 10000, "USD"),      # explicit company-wide target: 'all' = 10000
+    ("2026-Q1", "sales", None, 6000, "USD"),
+    ("2026-Q1", "renewals", None, 5000, "USD"),
+    ("2026-Q1", None, "ann", 999, "USD"),       # owner-scoped: ignored for now
+    ("2026-Q2", "sales", None, 4000, "EUR"),    # starts after as_of: as_of's rate 1.25 → 5000
+    ("2026-Q2", "renewals", None, 1000, "USD"),  # no explicit 'all': 5000 + 1000
+    ("2026-02", "sales", None, 2000, "EUR"),    # 02-01 rate 1.20 → 2400
+    ("2025-12", "sales", None, 100, "EUR"),     # before the first rate: first rate 1.10 → 110
+]
+
+
+def load_raw(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        ensure_raw_schema(con)
+        con.executemany("insert into raw.pipeline_stages values (?, ?, ?, ?, ?)", STAGES)
+        pipeline_of = {}
+        for nid, pipeline, amount, currency, created, expected, closed, outcome, stage in DEALS:
+            pipeline_of[nid] = pipeline
+            con.execute(
+                "insert into raw.deals (deal_key, source_system, native_id, pipeline, title, owner, "
+                "lead_source, segment, region, product, amount, currency, created_at, "
+                "expected_close_date, closed_at, outcome, lost_reason, current_stage, attributes, "
+                "export_file, exported_at) values (?, 'crm', ?, ?, ?, 'ann', 'web', 'smb', 'eu', "
+                "'core', ?, ?, ?, ?, ?, ?, ?, ?, '{}', 'deals.csv', '2026-03-25 00:00:00')",
+                [f"crm:{nid}", nid, pipeline, f"Deal {nid}", amount, currency, created, expected,
+                 closed, outcome, "price" if outcome == "lost" else None, stage])
+        con.executemany(
+            "insert into raw.stage_events values (?, ?, ?, ?, ?, 'history', 'events.csv')",
+            [(f"e{i:03d}", f"crm:{nid}", pipeline_of[nid], stage, at)
+             for i, (nid, stage, at) in enumerate(EVENTS)])
+        con.executemany("insert into raw.fx_rates values (?, 'EUR', 'USD', ?)", FX)
+        con.executemany("insert into raw.targets values (?, ?, ?, null, ?, ?)", TARGETS)
+        con.execute("insert into raw.marketing_spend values ('2026-01', 'web', 500, 'USD')")
+    finally:
+        con.close()
+
+
+@dataclass
+class DbtRun:
+    warehouse: Path
+    target: Path
+    success: bool
+    exception: BaseException | None
+    statuses: dict  # unique_id -> status, for the nodes dbt ran
+
+
+def invoke_dbt(command: list[str], warehouse: Path, work: Path, **vars_) -> DbtRun:
+    """dbt in-process on `warehouse`; its target/ and logs/ go under `work`, never into the repo."""
+    target = work / "target"
+    args = [*command, "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
+            "--target-path", str(target), "--log-path", str(work / "logs"), "--quiet"]
+    if vars_:
+        args += ["--vars", json.dumps(vars_)]
+    previous = os.environ.get("VORONKA_WAREHOUSE")
+    os.environ["VORONKA_WAREHOUSE"] = str(warehouse)
+    try:
+        result = dbtRunner().invoke(args)
+    finally:
+        # dbt-duckdb keeps its database open in-process; release it so tests can open the file.
+        DuckDBConnectionManager.close_all_connections()
+        gc.collect()
+        if previous is None:
+            os.environ.pop("VORONKA_WAREHOUSE", None)
+        else:
+            os.environ["VORONKA_WAREHOUSE"] = previous
+    results = getattr(result.result, "results", None) or []
+    return DbtRun(warehouse, target, result.success, result.exception,
+                  {r.node.unique_id: str(r.status) for r in results})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, DbtRun]:
+    """usd: `dbt build` (models, data tests, unit tests) as of AS_OF, reporting in USD.
+    eur: the same raw tables reporting in EUR and without an as_of var (so as of the newest raw
+         timestamp, exported_at 2026-03-25): the models the FX marts need.
+    """
+    root = tmp_path_factory.mktemp("dbt")
+    load_raw(root / "usd.duckdb")
+    shutil.copy(root / "usd.duckdb", root / "eur.duckdb")
+    return {
+        "usd": invoke_dbt(["build"], root / "usd.duckdb", root / "usd",
+                          as_of=AS_OF, reporting_currency="USD"),
+        "eur": invoke_dbt(["run", "--select", "+mart_bookings", "+mart_targets", "+mart_pipeline_snapshot"],
+                          root / "eur.duckdb", root / "eur", reporting_currency="eur"),
+    }
+
+
+def connect(run: DbtRun) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(run.warehouse), read_only=True)
+
+
+@pytest.fixture
+def usd(built):
+    con = connect(built["usd"])
+    yield con
+    con.close()
+
+
+def rows(con, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_dbt_build_passes_models_data_tests_and_unit_tests(built):
+    for name, run in built.items():
+        assert run.success, f"{name}: {run.exception} {[k for k, v in run.statuses.items() if v not in ('success', 'pass')]}"
+    statuses = built["usd"].statuses
+    assert set(statuses.values()) == {"success", "pass"}
+    manifest = json.loads((built["usd"].target / "manifest.json").read_text())
+    unit_tests = {uid for uid in statuses if uid.startswith("unit_test.")}
+    assert unit_tests == set(manifest["unit_tests"])  # every unit test ran and passed
+    assert len([uid for uid in statuses if uid.startswith("test.")]) >= 50  # data tests too
+    marts = ["fct_stage_transitions", "mart_funnel_conversion", "mart_pipeline_snapshot",
+             "mart_bookings", "mart_targets"]
+    assert all(statuses[f"model.voronka.{m}"] == "success" for m in marts)
+
+
+def test_stage_transitions(usd):
+    stays = {(d, n): r for d, n, *r in rows(usd, """
+        select deal_key, stay_number, stage, exited_at, next_stage, is_backward, days_in_stage, is_open
+        from main.fct_stage_transitions""")}
+    # s6 was created after as_of; s7's repeated meeting event is one stay; s5's win is after as_of.
+    assert len(stays) == len(EVENTS) - 1 - 1 - 1
+    assert not any(d == "crm:s6" for d, _ in stays)
+    assert stays[("crm:s3", 2)] == ["meeting", datetime(2026, 1, 25), "lead", True, 5.0, False]
+    assert stays[("crm:s3", 3)] == ["lead", datetime(2026, 2, 10), "lost", False, 16.0, False]
+    assert stays[("crm:s3", 4)] == ["lost", None, None, False, None, False]
+    assert stays[("crm:s4", 2)] == ["lost", datetime(2026, 2, 1), "meeting", True, None, False]
+    # Open stays are censored at as_of: 03-01 → 03-15 12:00 = 14.5 days; 02-20 → 03-15 12:00 = 23.5.
+    assert stays[("crm:s4", 4)] == ["proposal", None, None, False, 14.5, True]
+    assert stays[("crm:s5", 2)] == ["meeting", None, None, False, 23.5, True]
+    assert stays[("crm:s7", 2)] == ["meeting", None, None, False, 13.5, True]
+    assert stays[("crm:s1", 1)][4] == pytest.approx((datetime(2026, 1, 10) - datetime(2026, 1, 5, 9)).total_seconds() / 86400)
+    assert sum(r[5] for r in stays.values()) == 4  # s4 proposal, s5 meeting, s7 meeting, r3 negotiation
+    assert sum(r[3] for r in stays.values()) == 2  # s3 meeting→lead, s4 lost→meeting
+
+
+def test_funnel_conversion(usd):
+    got = {(p, s): r for p, s, *r in rows(usd, """
+        select pipeline, stage, stage_order, reached, step_conversion, cumulative_conversion, lost_here
+        from main.mart_funnel_conversion""")}
+    # sales: created by as_of = s1 s2 s3 s4 s5 s7 s8 = 7 (s8 never entered a stage).
+    # lead: s1 s2 s3 s4 s5 s7 = 6; meeting: s1 s2 (skipped) s3 s4 s5 s7 = 6 (s3 moved back: still 1);
+    # proposal: s1 s2 s4 = 3; won by as_of: s1 s2 = 2 (s5 wins after as_of). Lost: s3 at lead
+    # (its last open stay before the loss); s4 was lost but is open again, so not lost as of as_of.
+    # renewals: created 3; review 3, negotiation r1 r3 = 2, renewed r1 = 1; r2 lost at review.
+    expected = {
+        ("sales", "lead"): [1, 6, None, 6 / 7, 1],
+        ("sales", "meeting"): [2, 6, 1.0, 6 / 7, 0],
+        ("sales", "proposal"): [3, 3, 0.5, 3 / 7, 0],
+        ("sales", "won"): [4, 2, 2 / 3, 2 / 7, 0],
+        ("renewals", "review"): [1, 3, None, 1.0, 1],
+        ("renewals", "negotiation"): [2, 2, 2 / 3, 2 / 3, 0],
+        ("renewals", "renewed"): [3, 1, 0.5, 1 / 3, 0],
+    }
+    assert set(got) == set(expected)  # no lost stage rows
+    for key, want in expected.items():
+        assert got[key] == pytest.approx(want), key
+
+
+def test_pipeline_snapshot(usd):
+    got = {r[0]: r[1:] for r in rows(usd, """
+        select deal_key, pipeline, stage, stage_order, crm_probability, entered_stage_at, days_in_stage,
+               amount, currency, amount_reporting, reporting_currency, as_of
+        from main.mart_pipeline_snapshot""")}
+    as_of = datetime(2026, 3, 15, 12)
+    assert got == {
+        "crm:s4": ("sales", "proposal", 3, 0.6, datetime(2026, 3, 1), 14.5, 800, "USD", 800.0, "USD", as_of),
+        # s5's export already says won (03-20); as of 03-15 it sits in meeting.
+        "crm:s5": ("sales", "meeting", 2, 0.3, datetime(2026, 2, 20), 23.5, 3000, "USD", 3000.0, "USD", as_of),
+        # EUR at the as_of date's rate (03-10: 1.25), not the later 1.50.
+        "crm:s7": ("sales", "meeting", 2, 0.3, datetime(2026, 3, 2), 13.5, 1000, "EUR", 1250.0, "USD", as_of),
+        # No stage events: the export's current stage, no stage entry time.
+        "crm:s8": ("sales", "lead", 1, 0.1, None, None, 100, "USD", 100.0, "USD", as_of),
+        "crm:r3": ("renewals", "negotiation", 2, 0.8, datetime(2026, 2, 10), 33.5, 900, "USD", 900.0, "USD", as_of),
+    }
+
+
+def test_bookings(usd):
+    got = {(g, p, pl): (n, a) for g, p, pl, n, a in rows(usd, """
+        select period_grain, period, pipeline, won_deals, won_amount_reporting from main.mart_bookings""")}
+    # r1 4000 (01-10, renewals); s1 1000 (02-01) + s2 2000 EUR × 1.20 = 2400 (02-15, sales);
+    # s5 closes after as_of. Periods run from the first win (2026-01) to as_of's (2026-03).
+    expected = {
+        ("month", "2026-01", "sales"): (0, 0), ("month", "2026-01", "renewals"): (1, 4000),
+        ("month", "2026-01", "all"): (1, 4000),
+        ("month", "2026-02", "sales"): (2, 3400), ("month", "2026-02", "renewals"): (0, 0),
+        ("month", "2026-02", "all"): (2, 3400),
+        ("month", "2026-03", "sales"): (0, 0), ("month", "2026-03", "renewals"): (0, 0),
+        ("month", "2026-03", "all"): (0, 0),
+        ("quarter", "2026-Q1", "sales"): (2, 3400), ("quarter", "2026-Q1", "renewals"): (1, 4000),
+        ("quarter", "2026-Q1", "all"): (3, 7400),
+    }
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        assert got[key] == pytest.approx(want), key
+
+
+def test_targets(usd):
+    got = {(p, pl): (g, a) for g, p, pl, a in rows(usd, """
+        select period_grain, period, pipeline, target_amount_reporting from main.mart_targets""")}
+    expected = {
+        ("2025-12", "sales"): ("month", 110), ("2025-12", "all"): ("month", 110),
+        ("2026-02", "sales"): ("month", 2400), ("2026-02", "all"): ("month", 2400),
+        ("2026-Q1", "sales"): ("quarter", 6000), ("2026-Q1", "renewals"): ("quarter", 5000),
+        ("2026-Q1", "all"): ("quarter", 10000),
+        ("2026-Q2", "sales"): ("quarter", 5000), ("2026-Q2", "renewals"): ("quarter", 1000),
+        ("2026-Q2", "all"): ("quarter", 6000),
+    }
+    assert set(got) == set(expected)
+    for key, (grain, amount) in expected.items():
+        assert got[key][0] == grain
+        assert got[key][1] == pytest.approx(amount), key
+
+
+def test_reporting_currency_is_a_var_and_as_of_defaults_to_the_newest_raw_time(built):
+    """The same raw tables reported in EUR, no as_of var: as of exported_at (2026-03-25 00:00),
+    so s5 (won 03-20) is booked and the 03-20 rate (1.50) is seen. USD divides by EUR/USD."""
+    con = connect(built["eur"])
+    try:
+        snapshot = rows(con, "select deal_key, amount_reporting, reporting_currency, as_of "
+                             "from main.mart_pipeline_snapshot order by deal_key")
+        q1 = rows(con, "select won_deals, won_amount_reporting from main.mart_bookings "
+                       "where period = '2026-Q1' and pipeline = 'all'")
+        q2 = rows(con, "select target_amount_reporting from main.mart_targets "
+                       "where period = '2026-Q2' and pipeline = 'all'")
+    finally:
+        con.close()
+    as_of = datetime(2026, 3, 25)
+    assert snapshot == [("crm:r3", pytest.approx(900 / 1.50), "EUR", as_of),
+                        ("crm:s4", pytest.approx(800 / 1.50), "EUR", as_of),
+                        ("crm:s6", pytest.approx(700 / 1.50), "EUR", as_of),
+                        ("crm:s7", pytest.approx(1000.0), "EUR", as_of),
+                        ("crm:s8", pytest.approx(100 / 1.50), "EUR", as_of)]
+    # r1 4000 USD on 01-10 (1.10), s1 1000 USD on 02-01 (1.20), s2 2000 EUR, s5 3000 USD on 03-20 (1.50).
+    assert q1[0][0] == 4
+    assert q1[0][1] == pytest.approx(4000 / 1.10 + 1000 / 1.20 + 2000 + 3000 / 1.50)
+    # Q2 starts after as_of: 4000 EUR + 1000 USD at the as_of date's rate (1.50).
+    assert q2[0][0] == pytest.approx(4000 + 1000 / 1.50)
+
+
+def test_a_malformed_as_of_is_one_clear_error(tmp_path):
+    load_raw(tmp_path / "w.duckdb")
+    run = invoke_dbt(["parse"], tmp_path / "w.duckdb", tmp_path, as_of="15.03.2026")
+    assert not run.success
+    assert "var as_of must be 'YYYY-MM-DD HH:MM:SS' (UTC), got '15.03.2026'" in str(run.exception)

@@ -1,0 +1,133 @@
+"""The whole Dagster graph on a small simulated company, checked against pandas computed here."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.cli import main
+from orchestration.config import Workspace
+from orchestration.definitions import build_definitions
+from orchestration.simulator.canonical_writer import write_canonical
+from orchestration.simulator.company import simulate_company
+
+END = date(2026, 5, 20)
+AS_OF = datetime(2026, 5, 20, 23, 59, 59)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ws")
+    workspace = Workspace(home).create()
+    company = simulate_company(n_deals=800, seed=11, end_date=END)
+    write_canonical(company, workspace.inbox, home / "truth")
+    defs = build_definitions(str(home))
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    con = duckdb.connect(str(workspace.warehouse), read_only=True)
+    yield company, workspace, result, con
+    con.close()
+
+
+def fx_to_usd(company, currency: str, day) -> float:
+    """Independent FX: the latest rate on or before the day (rates are quoted in USD)."""
+    if currency == "USD":
+        return 1.0
+    fx = company.fx_rates
+    rates = fx[(fx.currency == currency) & (pd.to_datetime(fx.rate_date) <= pd.Timestamp(day))]
+    return float(rates.sort_values("rate_date").rate.iloc[-1])
+
+
+def test_the_run_succeeds_and_loads_every_row(run):
+    company, _, result, con = run
+    assert result.success
+    assert con.execute("select count(*) from raw.deals").fetchone()[0] == len(company.deals)
+    assert con.execute("select count(*) from raw.stage_events").fetchone()[0] == len(company.stage_events)
+    assert con.execute("select count(*) from raw.quarantine").fetchone()[0] == 0
+    assert con.execute("select sum(rows_read) - sum(rows_loaded) - sum(rows_quarantined) "
+                       "from raw.ingest_log").fetchone()[0] == 0
+
+
+def test_funnel_reached_counts_match_pandas(run):
+    company, _, _, con = run
+    stages = company.pipeline_stages
+    events = company.stage_events.merge(stages, on=["pipeline", "stage"])
+    deals = company.deals
+    for pipeline, pstages in stages.groupby("pipeline"):
+        ev = events[events.pipeline == pipeline]
+        max_open = ev[ev.kind == "open"].groupby("native_id").stage_order.max()
+        won = set(deals[(deals.pipeline == pipeline) & (deals.outcome == "won")].native_id)
+        created = int((deals.pipeline == pipeline).sum())
+        mart = con.execute("select stage, reached, cumulative_conversion from main.mart_funnel_conversion "
+                           "where pipeline = ?", [pipeline]).df().set_index("stage")
+        for s in pstages[pstages.kind == "open"].itertuples():
+            reached_ids = set(max_open[max_open >= s.stage_order].index) | won
+            assert mart.loc[s.stage, "reached"] == len(reached_ids), (pipeline, s.stage)
+            assert mart.loc[s.stage, "cumulative_conversion"] == pytest.approx(len(reached_ids) / created)
+        won_stage = pstages[pstages.kind == "won"].stage.iloc[0]
+        assert mart.loc[won_stage, "reached"] == len(won)
+
+
+def test_bookings_this_quarter_match_pandas(run):
+    company, _, _, con = run
+    won = company.deals[company.deals.outcome == "won"].copy()
+    closed = pd.to_datetime(won.closed_at)
+    won = won[(closed >= "2026-04-01") & (closed <= AS_OF)]
+    expected = sum(float(r.amount) * fx_to_usd(company, r.currency, pd.Timestamp(r.closed_at).date())
+                   for r in won.itertuples())
+    got = con.execute("select won_amount_reporting from main.mart_bookings "
+                      "where period = '2026-Q2' and pipeline = 'all'").fetchone()[0]
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
+def test_weighted_forecast_expected_matches_pandas(run):
+    company, _, _, con = run
+    deals = company.deals[company.deals.outcome == "open"].merge(
+        company.pipeline_stages, left_on=["pipeline", "current_stage"], right_on=["pipeline", "stage"])
+    close = pd.to_datetime(deals.expected_close_date)
+    in_q2 = close.isna() | (close <= pd.Timestamp("2026-06-30"))  # overdue or due this quarter
+    amount = deals.amount.astype(float) * deals.currency.map(lambda c: fx_to_usd(company, c, END))
+    expected_open = float((amount * deals.crm_probability)[in_q2.to_numpy()].sum())
+    row = con.execute("select booked, expected, p10, p50, p90 from main.revenue_forecast "
+                      "where period = '2026-Q2' and pipeline = 'all'").fetchone()
+    booked, expected, p10, p50, p90 = map(float, row)
+    assert expected - booked == pytest.approx(expected_open, rel=1e-6)
+    assert booked <= p10 <= p50 <= p90
+
+
+def test_coverage_check_and_alert_agree(run):
+    _, workspace, result, con = run
+    coverage = con.execute("select * from main.pipeline_coverage").df()
+    assert set(coverage.period) >= {"2026-Q2", "2026-Q3"}
+    short = coverage[coverage.status != "ok"]
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["coverage_meets_requirement"].passed == short.empty
+    alerts = workspace.home / "alerts" / "alerts.jsonl"
+    assert alerts.exists() == (not short.empty)
+    if not short.empty:
+        record = json.loads(alerts.read_text(encoding="utf-8").splitlines()[-1])
+        assert len(record["rows"]) == len(short)
+
+
+def test_read_commands_print_the_documented_json_keys(run, capsys):
+    _, workspace, _, _ = run
+    for command, keys in (("funnel", {"pipeline", "stage", "stage_order", "reached", "step_conversion",
+                                      "cumulative_conversion", "lost_here"}),
+                          ("forecast", {"period", "pipeline", "currency", "target", "booked", "expected",
+                                        "p10", "p50", "p90", "method"}),
+                          ("coverage", {"period", "pipeline", "target", "booked", "open_pipeline", "coverage",
+                                        "required_coverage", "status"})):
+        assert main([command, "--workspace", str(workspace.home), "--format", "json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert rows and set(rows[0]) == keys, command
+
+
+def test_reading_an_empty_workspace_is_one_clear_error(tmp_path, capsys):
+    assert main(["forecast", "--workspace", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no warehouse" in err[0] and "voronka demo" in err[0]
