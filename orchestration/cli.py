@@ -176,7 +176,10 @@ def cmd_ingest(args) -> int:
     con = duckdb.connect(str(workspace.warehouse))
     try:
         results = load_files(con, targets, source=args.source,
-                             progress=lambda name: _progress(f"loaded {name}", args.quiet))
+                             progress=lambda name: _progress(f"loaded {name}", args.quiet),
+                             mapping=Path(args.mapping) if args.mapping else None,
+                             timezone=args.timezone or workspace.config().timezone,
+                             currency=args.currency)
     finally:
         con.close()
     for r in results:
@@ -276,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
     p = add("ingest", "copy export files into the inbox and load them", cmd_ingest)
     p.add_argument("paths", nargs="+")
-    p.add_argument("--source", default="auto", help="export format (default: detect)")
+    p.add_argument("--source", default="auto",
+                   help="export format: auto (detect), canonical, amocrm, bitrix24, hubspot, "
+                        "salesforce, pipedrive, mapped")
+    p.add_argument("--mapping", help="YAML column mapping for any other CSV/XLSX (docs/mapping.md)")
+    p.add_argument("--timezone", help="time zone of local times in the export (default: workspace config)")
+    p.add_argument("--currency", help="currency of amounts for exports that carry none")
     for name, func, text in (("funnel", cmd_funnel, "conversion per pipeline stage"),
                              ("forecast", cmd_forecast, "revenue forecast per period"),
                              ("coverage", cmd_coverage, "pipeline coverage against targets")):

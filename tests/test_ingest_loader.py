@@ -121,3 +121,26 @@ def test_stage_events_get_stable_keys_so_the_same_event_twice_is_one(tmp_path, c
     load_files(con, [write(tmp_path / "e2.csv", events + "crm,1,Sales,Won,2026-01-20 10:00:00,\n")])
     rows = con.execute("select deal_key, stage, origin from raw.stage_events order by entered_at").fetchall()
     assert rows == [("crm:1", "New", "history"), ("crm:1", "Proposal", "history"), ("crm:1", "Won", "history")]
+
+
+def test_an_inferred_stage_list_fills_gaps_but_never_replaces_the_real_one(tmp_path, con):
+    import pandas as pd
+
+    from orchestration.ingest.canonical import ParsedExport
+    from orchestration.ingest.loader import load_parsed
+
+    load_files(con, [write(tmp_path / "s.csv", STAGES)])
+    guessed = pd.DataFrame({"pipeline": ["Sales", "Sales"], "stage": ["New", "Demo"], "stage_order": [9, 3],
+                            "kind": ["open", "open"], "crm_probability": [None, None], "_inferred": True})
+    export = ParsedExport(source_system="x", primary_table="pipeline_stages", rows_read=2,
+                          frames={"pipeline_stages": guessed}, rejected=[])
+    load_parsed(con, "guess.csv", "sha-guess", export)
+    rows = dict(con.execute("select stage, stage_order from raw.pipeline_stages").fetchall())
+    assert rows["New"] == 1 and rows["Demo"] == 3 and len(rows) == 5
+
+
+def test_a_bad_mapping_refuses_the_file_with_one_line(tmp_path, con):
+    data = write(tmp_path / "deals.csv", "id,name\n1,x\n")
+    mapping = write(tmp_path / "m.yaml", "columns: [not, a, mapping]\n")
+    [result] = load_files(con, [data], mapping=mapping)
+    assert result.status == "refused" and "\n" not in result.message and result.message

@@ -25,7 +25,7 @@ def inbox_files(workspace: WorkspaceResource) -> list:
 def raw_tables(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
     files = inbox_files(workspace)
     with workspace.connect() as con:
-        results = load_files(con, files)
+        results = load_files(con, files, timezone=workspace.config().timezone)
         counts = table_counts(con)
         quarantined_total = con.execute("select count(*) from raw.quarantine").fetchone()[0]
     for r in results:

@@ -83,6 +83,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("quote_currency", "VARCHAR", True),
         ("rate", "DOUBLE", True),
     ),
+    # Expected-close-date changes (Salesforce OpportunityHistory): slippage is measured from it.
+    "close_date_history": _cols(
+        ("deal_key", "VARCHAR", True),
+        ("changed_at", "TIMESTAMP", True),
+        ("expected_close_date", "DATE"),
+        ("export_file", "VARCHAR", True),
+    ),
     "marketing_spend": _cols(
         ("month", "VARCHAR", True),  # 2026-01
         ("lead_source", "VARCHAR", True),
@@ -116,6 +123,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "targets": ("period", "scope_pipeline", "scope_owner", "scope_segment"),
     "fx_rates": ("rate_date", "currency", "quote_currency"),
     "marketing_spend": ("month", "lead_source"),
+    "close_date_history": ("deal_key", "changed_at"),
 }
 
 

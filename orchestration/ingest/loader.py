@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from orchestration.ingest.canonical import PRIMARY_KEYS, TABLES, ParsedExport, column_names
-from orchestration.ingest.errors import ExportFormatError
+from orchestration.ingest.errors import VoronkaUserError
 from orchestration.ingest.readers import read_export
 from orchestration.ingest.warehouse import ensure_raw_schema
 
 # Reference tables first, so a deal's stage can be checked against its pipeline's stages.
-LOAD_ORDER = ("pipeline_stages", "fx_rates", "targets", "marketing_spend", "deals", "stage_events")
+LOAD_ORDER = ("pipeline_stages", "fx_rates", "targets", "marketing_spend", "deals", "stage_events",
+              "close_date_history")
 
 
 @dataclass
@@ -56,8 +57,12 @@ def file_sha256(path: Path) -> str:
 
 
 def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = "auto",
-               progress=None) -> list[FileResult]:
-    """Load files into the warehouse; a file that cannot be read is refused, the rest go on."""
+               progress=None, *, mapping: Path | None = None, timezone: str = "UTC",
+               currency: str | None = None) -> list[FileResult]:
+    """Load files into the warehouse; a file that cannot be read is refused, the rest go on.
+
+    mapping, timezone and currency are passed to the readers (see readers.read_export).
+    """
     ensure_raw_schema(con)
     results: list[FileResult] = []
     parsed: list[tuple[Path, str, ParsedExport]] = []
@@ -69,8 +74,9 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
                                       message="same content loaded before"))
             continue
         try:
-            parsed.append((path, sha, read_export(path, source=source)))
-        except ExportFormatError as err:
+            parsed.append((path, sha, read_export(path, source=source, mapping=mapping,
+                                                  timezone=timezone, currency=currency)))
+        except VoronkaUserError as err:
             results.append(FileResult(path.name, "", 0, 0, 0, status="refused", message=str(err)))
     parsed.sort(key=lambda item: LOAD_ORDER.index(item[2].primary_table))
     for path, sha, export in parsed:
@@ -93,6 +99,13 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
             frame = export.frames.get(table)
             if frame is None:
                 continue
+            already_known = 0
+            if table == "pipeline_stages" and "_inferred" in frame:
+                # A stage list guessed from a deals export only fills in stages not known yet;
+                # it never replaces a real one (those rows count as loaded: the data is there).
+                guessed = len(frame)
+                frame = _unknown_stages_only(con, frame.drop(columns="_inferred"))
+                already_known = guessed - len(frame)
             frame, bad = _validate(con, table, frame, export.frames)
             if table != export.primary_table:
                 # Rows derived from the file's rows (events from a deals file) are quarantined
@@ -100,7 +113,7 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 for row in bad:
                     row["derived"] = True
             quarantined.extend(bad)
-            loaded_counts[table] = _upsert(con, table, frame, export_file)
+            loaded_counts[table] = _upsert(con, table, frame, export_file) + already_known
         rows_quarantined = sum(1 for q in quarantined if not q.get("derived"))
         rows_loaded = loaded_counts.get(export.primary_table, 0)
         if export.rows_read != rows_loaded + rows_quarantined:
@@ -144,6 +157,14 @@ def _reasons_to_rows(frame: pd.DataFrame, reasons: pd.Series, derived: bool) -> 
         {"row_number": int(numbers[i]), "raw_row": row, "reason": reasons.iloc[i], "derived": derived}
         for i, row in zip(bad_idx, rows)
     ]
+
+
+def _unknown_stages_only(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.DataFrame:
+    known = con.execute("select pipeline, stage from raw.pipeline_stages").df()
+    if known.empty:
+        return frame
+    merged = frame.merge(known, on=["pipeline", "stage"], how="left", indicator=True)
+    return frame[(merged["_merge"] == "left_only").to_numpy()]
 
 
 def _known_stages(con: duckdb.DuckDBPyConnection, frames: dict) -> pd.DataFrame:

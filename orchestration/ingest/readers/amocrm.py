@@ -24,6 +24,7 @@ from orchestration.ingest.readers.common import (
     events_frame,
     finish,
     infer_stages,
+    map_unique,
     newest,
     norm,
     records_from_json,
@@ -46,7 +47,11 @@ NOT_CLOSED = ("не закрыта", "не закрыто", "not closed")
 
 
 def stage_kind_by_name(stages: pd.Series) -> pd.Series:
-    n = stages.fillna("").map(norm)
+    return map_unique(stages.fillna(""), _kind_of_names)
+
+
+def _kind_of_names(stages: pd.Series) -> pd.Series:
+    n = stages.map(norm)
     kind = pd.Series("open", index=stages.index, dtype=object)
     kind[n.isin(WON_NAMES) | n.str.contains("успешно реализ", regex=False)] = "won"
     kind[n.isin(LOST_NAMES) | n.str.contains("не реализ", regex=False)] = "lost"
@@ -197,8 +202,8 @@ def read_pipelines(doc: RawJson, ctx: Context):
 
 def _event_records(data) -> list | None:
     events = records_from_json(data, ("_embedded", "events"), ("events",))
-    if events is None or not events or not any("type" in e and "entity_id" in e for e in events):
-        return None
+    if events is None or (events and not any("type" in e and "entity_id" in e for e in events)):
+        return None  # an empty list under _embedded.events is a page with no events: 0 rows
     return events
 
 
@@ -232,6 +237,8 @@ def read_events(doc: RawJson, ctx: Context):
                         "before_status_id": before_id, "before_pipeline_id": before_pipe})
     table = textfile.table_from_records(doc.path, records, row_numbers=positions)
     rows = Rows(table, ctx)
+    if not len(table.frame):
+        return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": empty_events()}, warnings)
     found = companion_files(ctx, [PIPELINES])
     if not found:
         raise ExportFormatError(
@@ -240,8 +247,6 @@ def read_events(doc: RawJson, ctx: Context):
     lookup = pd.concat([_pipeline_stages(loaded, Context(loaded.path))[0] for _, loaded in found])
     lookup = lookup.assign(key=lookup["_pipeline_id"].astype(str) + "/" + lookup["_status_id"].astype(str))
     lookup = lookup.drop_duplicates("key").set_index("key")
-    if not len(table.frame):
-        return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": empty_events()}, warnings)
     for c in table.frame.columns:
         rows.column(c)
     deal = rows.require("entity_id", "deal id")

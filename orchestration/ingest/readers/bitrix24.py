@@ -26,12 +26,13 @@ from orchestration.ingest.readers.common import (
     events_frame,
     finish,
     infer_stages,
+    map_unique,
     newest,
     norm,
     records_from_json,
     stages_frame,
 )
-from orchestration.ingest.readers.textfile import RawJson, RawTable
+from orchestration.ingest.readers.textfile import RawTable
 
 SOURCE = "bitrix24"
 DEFAULT_CATEGORY = "0"
@@ -53,6 +54,10 @@ def _as_table(loaded, ctx: Context, *paths) -> RawTable:
 
 
 def _kind_by_id(stage_ids: pd.Series) -> pd.Series:
+    return map_unique(stage_ids.fillna(""), _kind_of_ids)
+
+
+def _kind_of_ids(stage_ids: pd.Series) -> pd.Series:
     bare = stage_ids.fillna("").str.replace(_PREFIX, "", regex=True).str.upper()
     kind = pd.Series(None, index=stage_ids.index, dtype=object)
     kind[bare.isin(WON_IDS)] = "won"
@@ -61,7 +66,11 @@ def _kind_by_id(stage_ids: pd.Series) -> pd.Series:
 
 
 def _kind_by_name(names: pd.Series) -> pd.Series:
-    n = names.fillna("").map(norm)
+    return map_unique(names.fillna(""), _kind_of_names)
+
+
+def _kind_of_names(names: pd.Series) -> pd.Series:
+    n = names.map(norm)
     kind = pd.Series(None, index=names.index, dtype=object)
     kind[n.isin(WON_NAMES)] = "won"
     kind[n.isin(LOST_NAMES)] = "lost"

@@ -4,7 +4,7 @@ the `attributes` JSON, stage-order inference, companion files and the format reg
 A reader resolves the export's columns (`Rows.column`), parses them with the vectorised parsers
 of `textfile` (each failure rejects the row with a reason naming the canonical field, the file's
 column and the value), and hands the typed columns to `deals_frame` / `events_frame`. Rows are
-rejected once, with the first reason found; `Rows.finish` builds the ParsedExport so that
+rejected once, with the first reason found; `finish` builds the ParsedExport so that
 rows_read == len(primary frame) + len(rejected) always holds.
 """
 
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from orchestration.ingest.canonical import ParsedExport, RejectedRow, column_names, deal_key
+from orchestration.ingest.canonical import ParsedExport, RejectedRow, column_names
 from orchestration.ingest.errors import ExportFormatError
 from orchestration.ingest.readers import textfile
 from orchestration.ingest.readers.canonical_csv import event_keys
@@ -112,13 +112,21 @@ class Rows:
 
     # -- rejecting ---------------------------------------------------------------------------
     def reject(self, mask, message) -> None:
+        """Reject the rows in mask not rejected yet. message: a text, a Series of texts, or a
+        function of the rejected rows' index returning either (built only when needed)."""
         mask = pd.Series(mask, index=self.raw.index).fillna(False).astype(bool) & (self.reasons == "")
         if not mask.any():
             return
-        self.reasons.loc[mask] = message[mask] if isinstance(message, pd.Series) else message
+        idx = mask.index[mask.to_numpy()]
+        if callable(message):
+            message = message(idx)
+        self.reasons.loc[idx] = message.reindex(idx) if isinstance(message, pd.Series) else message
 
-    def _value_reason(self, what: str, field: str, col: str, values: pd.Series) -> pd.Series:
-        return f"{what} {field} '" + values.fillna("").astype(str).str.slice(0, 80) + f"' (column {col!r})"
+    def _value_reason(self, what: str, field: str, col: str, values: pd.Series):
+        def build(idx):
+            shown = values.reindex(idx).fillna("").astype(str).str.slice(0, 80)
+            return f"{what} {field} '" + shown + f"' (column {col!r})"
+        return build
 
     def require(self, col: str | None, field: str) -> pd.Series:
         values = self.text(col)
@@ -143,9 +151,12 @@ class Rows:
         limit = self.ctx.written_at() + FUTURE_SLACK
         late = parsed > limit
         if late.any():
-            shown = raw if raw is not None else parsed.dt.strftime("%Y-%m-%d %H:%M:%S")
-            self.reject(late, f"future {field} '" + shown.astype(str) + f"' (column {col!r}; "
+            def build(idx):
+                shown = raw.reindex(idx) if raw is not None else \
+                    parsed.reindex(idx).dt.strftime("%Y-%m-%d %H:%M:%S")
+                return (f"future {field} '" + shown.astype(str) + f"' (column {col!r}; "
                         f"after the file was written on {limit - FUTURE_SLACK:%Y-%m-%d})")
+            self.reject(late, build)
 
     def dates(self, col: str | None, field: str, *, fmt: str | None = None, dayfirst: bool | None = None,
               null_words: tuple = ()) -> pd.Series:
@@ -177,13 +188,16 @@ class Rows:
         """A native id seen again in the file: the first valid row wins; a later row is rejected,
         saying whether it repeats the first or conflicts with it (and where)."""
         live = ids.notna() & (self.reasons == "")
-        dup = live & ids.where(live).duplicated(keep="first") & live
+        dup = live & ids.where(live).duplicated(keep="first")
         if not dup.any():
             return
         numbers = pd.Series(self.table.row_numbers, index=self.raw.index)
-        first_index = pd.Series(self.raw.index, index=self.raw.index).where(live).groupby(ids.where(live)).transform("first")
-        messages = pd.Series("", index=self.raw.index, dtype=object)
-        for i in np.flatnonzero(dup.to_numpy()):
+        positions = pd.Series(self.raw.index, index=self.raw.index).where(live)
+        first_index = positions.groupby(ids.where(live)).transform("first")
+        messages = ("duplicate " + col + " '" + ids.astype(str) + "' (first seen in row "
+                    + numbers.reindex(first_index.fillna(0).astype(int).to_numpy()).astype(str).to_numpy()
+                    + ")").where(dup, "")
+        for i in np.flatnonzero(dup.to_numpy())[:1000]:  # say how the first thousand differ
             idx = self.raw.index[i]
             j = int(first_index.loc[idx])
             a, b = self.raw.loc[j], self.raw.loc[idx]
@@ -223,6 +237,13 @@ class Rows:
         return attributes_json(self.raw, cols)
 
 
+def map_unique(values: pd.Series, func) -> pd.Series:
+    """func applied once per distinct value (stage names repeat: a million rows, a dozen names)."""
+    uniques = pd.unique(values.dropna())
+    table = dict(zip(uniques, func(pd.Series(uniques, dtype=object)).tolist())) if len(uniques) else {}
+    return values.map(table)
+
+
 def _preview(columns, limit: int = 12) -> str:
     cols = [str(c) for c in columns]
     shown = ", ".join(repr(c) for c in cols[:limit])
@@ -249,7 +270,8 @@ def attributes_json(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
             if pc.any(rare).as_py():
                 py = arr.to_pylist()
                 flags = rare.to_pylist()
-                arr = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] if f else v for v, f in zip(py, flags)], type=pa.string())
+                arr = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] if f else v
+                                for v, f in zip(py, flags)], type=pa.string())
                 arr = _escape_basic(arr, skip=flags)
             else:
                 arr = _escape_basic(arr)

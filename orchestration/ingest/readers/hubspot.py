@@ -26,6 +26,7 @@ from orchestration.ingest.readers.common import (
     events_frame,
     finish,
     infer_stages,
+    map_unique,
     newest,
     norm,
     records_from_json,
@@ -40,7 +41,11 @@ _ENTERED_API = re.compile(r"^hs(?:_v2)?_date_entered_(.+)$", re.IGNORECASE)
 
 
 def _kind_by_name(stages: pd.Series) -> pd.Series:
-    n = stages.fillna("").map(norm)
+    return map_unique(stages.fillna(""), _kind_of_names)
+
+
+def _kind_of_names(stages: pd.Series) -> pd.Series:
+    n = stages.map(norm)
     kind = pd.Series("open", index=stages.index, dtype=object)
     kind[n.str.contains(r"\bwon\b|closedwon", regex=True)] = "won"
     kind[n.str.contains(r"\blost\b|closedlost", regex=True)] = "lost"
@@ -213,8 +218,9 @@ def read_deals(table: RawTable, ctx: Context):
         closed_at=close_ts.where(outcome != "open"), outcome=outcome,
         lost_reason=rows.text(rows.column("Closed Lost Reason", "closed_lost_reason")).where(outcome == "lost"),
         current_stage=stage,
-        exported_at=newest(created.where(rows.good), modified.where(rows.good) if modified is not None else None,
-               events["entered_at"]),
+        exported_at=newest(created.where(rows.good),
+                           modified.where(rows.good) if modified is not None else None,
+                           events["entered_at"]),
     )
     frames = {"deals": deals, "stage_events": events}
     warnings = []

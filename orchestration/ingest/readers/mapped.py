@@ -22,7 +22,6 @@ from orchestration.ingest.readers.common import (
     finish,
     infer_stages,
     newest,
-    norm,
     stages_frame,
 )
 from orchestration.ingest.readers.textfile import RawTable
@@ -300,5 +299,3 @@ def _read_events(mapping: Mapping, rows: Rows, cols: dict, ctx: Context):
         frames["pipeline_stages"] = _mapping_stages(mapping)
     return finish(ctx, mapping.source_system, "stage_events", rows, frames)
 
-
-__all__ = ["load_mapping", "read_mapped", "Mapping", "norm"]

@@ -26,7 +26,6 @@ from orchestration.ingest.readers.common import (
     finish,
     infer_stages,
     newest,
-    norm,
     records_from_json,
     stages_frame,
 )

@@ -151,7 +151,7 @@ def _decode(data: bytes, path: Path, sample: bool = False) -> tuple[str, str]:
             return data[:err.start].decode("utf-8"), "utf-8"
     high = len(_HIGH.findall(data))
     utf8_bytes = sum(len(m) for m in _UTF8_SEQ.findall(data))
-    if high and utf8_bytes / high >= 0.9:
+    if high and utf8_bytes / high >= 0.5:
         # UTF-8 with a few damaged bytes: keep it UTF-8; the damaged cells show U+FFFD and the
         # readers reject the rows holding them.
         return data.decode("utf-8", errors="replace"), "utf-8 (damaged)"
@@ -163,6 +163,8 @@ def _decode(data: bytes, path: Path, sample: bool = False) -> tuple[str, str]:
         try:
             return data.decode(other), other
         except UnicodeDecodeError as err:
+            if utf8_bytes:
+                return data.decode("utf-8", errors="replace"), "utf-8 (damaged)"
             raise ExportFormatError(
                 f"not valid UTF-8, Windows-1251 or Windows-1252 text (byte 0x{data[err.start]:02x} "
                 f"at offset {err.start}); save it as UTF-8", file=path.name) from None
@@ -242,6 +244,9 @@ def read_csv_text(path: Path, text: str, encoding: str | None) -> RawTable:
         delimiter = sniff_delimiter(first_line)
     if not text.strip():
         raise ExportFormatError("the file is empty", file=path.name)
+    fast = _read_csv_arrow(path, text, delimiter, encoding)
+    if fast is not None:
+        return fast
     try:
         frame = pd.read_csv(
             io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
@@ -254,6 +259,52 @@ def read_csv_text(path: Path, text: str, encoding: str | None) -> RawTable:
     header = [str(h) for h in frame.iloc[0].tolist()]
     body = frame.iloc[1:].reset_index(drop=True)
     return _finish(path, header, body, "csv", encoding, delimiter)
+
+
+def _read_csv_arrow(path: Path, text: str, delimiter: str, encoding) -> RawTable | None:
+    """Arrow's multithreaded CSV parser: the fast path for well-formed files. None when it
+    refuses the file (ragged rows, an unclosed quote...): pandas' parser then reads it, padding
+    short rows and naming the line of a real error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    if text.count('"') % 2:  # an unclosed quote (a truncated file): let pandas say where
+        return None
+    first = text.split("\n", 1)[0]
+    width = len(next(csv.reader([first], delimiter=delimiter), []))
+    names = [f"f{i}" for i in range(width)]
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                            ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                strings_can_be_null=False,
+                                                quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    header = [table.column(i)[0].as_py() for i in range(table.num_columns)]
+    table = table.slice(1)
+    trimmed = [pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)]
+    blank = None
+    for col in trimmed:
+        empty = pc.equal(col, "")
+        blank = empty if blank is None else pc.and_(blank, empty)
+    row_numbers = np.arange(1, table.num_rows + 1)
+    if blank is not None and pc.any(blank).as_py():
+        keep = pc.invert(blank)
+        trimmed = [pc.filter(col, keep) for col in trimmed]
+        row_numbers = row_numbers[keep.to_numpy(zero_copy_only=False)]
+    names = unique_names(header)
+    body = pd.DataFrame({name: col.to_numpy(zero_copy_only=False) for name, col in zip(names, trimmed)})
+    if len(body) == 0:
+        body = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    return RawTable(path, body, row_numbers, "csv", encoding, delimiter, header)
 
 
 def _parser_message(message: str, delimiter: str) -> str:
@@ -272,13 +323,32 @@ def _parser_message(message: str, delimiter: str) -> str:
 def _finish(path: Path, header: list, body: pd.DataFrame, kind: str, encoding, delimiter) -> RawTable:
     names = unique_names(header)
     body.columns = names
-    body = body.apply(lambda s: s.str.strip()) if len(body) else body.astype(str)
+    if len(body):
+        for col in body.columns:
+            values = body[col].to_numpy(dtype=object)
+            if any(v[:1].isspace() or v[-1:].isspace() for v in values):
+                body[col] = [v.strip() for v in values]
+    else:
+        body = body.astype(str)
     row_numbers = np.arange(1, len(body) + 1)
-    blank = (body == "").all(axis=1).to_numpy() if len(body.columns) else np.ones(len(body), bool)
+    blank = _blank_rows(body)
     if blank.any():
         body = body[~blank].reset_index(drop=True)
         row_numbers = row_numbers[~blank]
     return RawTable(path, body, row_numbers, kind, encoding, delimiter, header)
+
+
+def _blank_rows(body: pd.DataFrame) -> np.ndarray:
+    """Rows whose every cell is empty (column by column, on the shrinking set of candidates)."""
+    candidates = np.arange(len(body))
+    for col in body.columns:
+        if not len(candidates):
+            break
+        values = body[col].to_numpy(dtype=object)[candidates]
+        candidates = candidates[values == ""]
+    blank = np.zeros(len(body), dtype=bool)
+    blank[candidates] = True
+    return blank
 
 
 def unique_names(header: list) -> list[str]:
@@ -335,6 +405,10 @@ def read_xlsx(path: Path, sheet: str | None = None) -> RawTable:
         raise ExportFormatError(
             f"a zip archive that is not a readable XLSX workbook ({type(err).__name__}: {err})",
             file=path.name) from None
+    if sheet and sheet not in wb.sheetnames:
+        wb.close()
+        raise ExportFormatError(f"no sheet {sheet!r} in the workbook (sheets: {', '.join(wb.sheetnames)})",
+                                file=path.name)
     try:
         ws = wb[sheet] if sheet else wb.worksheets[0]
         rows = [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
@@ -476,6 +550,11 @@ def parse_timestamps(text: pd.Series, tz: str = "UTC", *, fmt: str | None = None
         else:
             out.loc[filled] = _localize(parsed[filled], tz)
         return out, filled & out.isna()
+    rest = _fast_formats(text, filled, out, tz)
+    if not rest.any():
+        return out, filled & out.isna()
+    text = text.where(rest, "")
+    filled = rest
     iso = filled & text.str.match(_ISO)
     if iso.any():
         aware = iso & text.str.contains(_ISO_AWARE)
@@ -508,7 +587,40 @@ def parse_timestamps(text: pd.Series, tz: str = "UTC", *, fmt: str | None = None
         days = pd.to_numeric(text[serial].str.replace(",", "."), errors="coerce")
         days = days.where((days >= 10000) & (days < 100000))
         out.loc[serial] = _localize(EXCEL_EPOCH + pd.to_timedelta(days, unit="D").round("s"), tz)
-    return out, filled & out.isna()
+    return out, (out.isna() & filled)
+
+
+# Exact formats tried first on a whole column (C speed); what none of them parses goes through
+# the general (slower, per-value) classification below.
+_NAIVE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S",
+                  "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
+                  "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
+_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z")
+
+
+def _fast_formats(text: pd.Series, filled: pd.Series, out: pd.Series, tz: str) -> pd.Series:
+    """Parse with the exact formats a sample of the column matches; returns what is left."""
+    rest = filled.copy()
+    sample = text[filled].head(200)
+    if sample.empty:
+        return rest
+    for fmt in _NAIVE_FORMATS + _AWARE_FORMATS:
+        aware = fmt in _AWARE_FORMATS
+        hits = pd.to_datetime(sample, format=fmt, errors="coerce", utc=aware).notna()
+        if not hits.any():
+            continue
+        sub = text[rest]
+        parsed = pd.to_datetime(sub, format=fmt, errors="coerce", utc=aware)
+        parsed = parsed.dt.tz_convert(None) if aware else _localize(parsed, tz)
+        ok = parsed.notna()
+        if ok.any():
+            idx = ok.index[ok.to_numpy()]
+            out.loc[idx] = parsed[ok]
+            rest.loc[idx] = False
+            sample = sample[rest.reindex(sample.index).to_numpy()]
+        if not rest.any() or sample.empty:
+            break
+    return rest
 
 
 def _from_parts(year, month, day, hour, minute, second) -> pd.Series:
@@ -527,14 +639,14 @@ def _from_parts(year, month, day, hour, minute, second) -> pd.Series:
 
 
 def _localize(parsed: pd.Series, tz: str) -> pd.Series:
-    """Local wall times in `tz` -> naive UTC. Ambiguous (DST fall-back) hours take standard time;
-    times skipped by a DST jump move forward."""
+    """Local wall times in `tz` -> naive UTC. Ambiguous (DST fall-back) hours and times skipped
+    by a DST jump (a clock not yet moved forward) are read as standard time."""
     parsed = pd.to_datetime(parsed, errors="coerce")
     if tz in (None, "", "UTC", "utc", "Etc/UTC"):
         return parsed
     try:
         local = parsed.dt.tz_localize(tz, ambiguous=np.zeros(len(parsed), dtype=bool),
-                                      nonexistent="shift_forward")
+                                      nonexistent=pd.Timedelta(hours=1))
     except Exception as err:  # unknown zone name: a configuration mistake, not a bug
         raise ExportFormatError(f"unknown time zone {tz!r} ({err})") from None
     return local.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -559,12 +671,28 @@ def parse_dates(text: pd.Series, *, fmt: str | None = None, dayfirst: bool | Non
     if fmt:
         parsed, bad = parse_timestamps(text, "UTC", fmt=fmt)
         return parsed.dt.normalize(), bad
+    filled = text != ""
+    out = _empty_ts(text.index)
+    rest = filled.copy()
+    for date_fmt in ("%Y-%m-%d", "%d.%m.%Y"):
+        if not rest.any():
+            break
+        parsed = pd.to_datetime(text[rest], format=date_fmt, errors="coerce")
+        ok = parsed.notna()
+        if ok.any():
+            idx = ok.index[ok.to_numpy()]
+            out.loc[idx] = parsed[ok]
+            rest.loc[idx] = False
+    if not rest.any():
+        return out, filled & out.isna()
+    text = text.where(rest, "")
     iso_date = text.str.extract(r"^(\d{4}-\d{1,2}-\d{1,2})(?:[T ].*)?$")[0]
     stripped = text.where(iso_date.isna(), iso_date)
     dotted = text.str.extract(r"^(\d{1,2}\.\d{1,2}\.\d{4})(?:,?\s.*)?$")[0]
     stripped = stripped.where(dotted.isna(), dotted)
     parsed, bad = parse_timestamps(stripped.fillna(""), "UTC", dayfirst=dayfirst)
-    return parsed.dt.normalize(), bad
+    out.loc[rest] = parsed[rest].dt.normalize()
+    return out, filled & out.isna()
 
 
 def epoch_seconds(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -586,6 +714,21 @@ def parse_numbers(text: pd.Series, decimal: str | None = None) -> tuple[pd.Serie
     A lone separator followed by exactly three digits (`1,500`) is a thousands separator unless
     `decimal` says it is the decimal mark."""
     text = text.fillna("").astype(str)
+    filled = text != ""
+    fast = pd.to_numeric(text.where(filled), errors="coerce").astype(float)
+    sure = fast.notna() & np.isfinite(fast)
+    if decimal == ",":  # "1.500" parsed as 1.5 may be 1500: leave fractions to the slow path
+        sure &= fast == np.floor(fast)
+    rest = filled & ~sure
+    if not rest.any():
+        return fast.where(sure), filled & ~sure
+    slow, bad = _parse_numbers_slow(text[rest], decimal)
+    out = fast.where(sure)
+    out.loc[rest] = slow
+    return out, filled & out.isna()
+
+
+def _parse_numbers_slow(text: pd.Series, decimal: str | None) -> tuple[pd.Series, pd.Series]:
     filled = text != ""
     s = text.str.replace(r"[\s\u00a0\u202f\u2009'’₽$€£¥]", "", regex=True)
     s = s.str.replace(r"(?i)(руб\.?|р\.)$", "", regex=True)

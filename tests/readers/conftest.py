@@ -1,0 +1,38 @@
+"""Shared helpers for the reader tests: fixture paths and a `read` that checks the contract
+every reader owes the loader (rows_read == kept + rejected, canonical columns) on every call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestration.ingest.canonical import column_names
+from orchestration.ingest.readers import read_export
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BAD_INPUTS = Path(__file__).parent / "bad_inputs"
+
+
+def check_contract(export):
+    primary = export.frames[export.primary_table]
+    assert export.rows_read == len(primary) + len(export.rejected)
+    for table, frame in export.frames.items():
+        if table in ("deals", "stage_events", "pipeline_stages"):
+            expected = [c for c in column_names(table) if c != "export_file"]
+            assert [c for c in frame.columns if not c.startswith("_")] == expected, table
+    for row in export.rejected:
+        assert row.row_number >= 1 and row.reason
+    return export
+
+
+@pytest.fixture
+def read():
+    def _read(path, **kwargs):
+        return check_contract(read_export(Path(path), **kwargs))
+    return _read
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
