@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestration.alerts import AlertSettings, validate_sinks
 from orchestration.ingest.errors import ConfigError
 
 CONFIG_FILE = "voronka.yaml"
@@ -25,9 +26,19 @@ critical_coverage: 1.0       # below this the pipeline cannot cover the gap even
 timezone: UTC                # time zone of exports that carry local times
 forecast_draws: 2000         # Monte Carlo draws per forecast
 seed: 42
-alerts:
+alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
+alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
+alerts:                      # sinks; see docs/configuration.md, "Alerts"
   - type: file               # JSON lines under alerts/ in the workspace
     path: alerts/alerts.jsonl
+  # - type: slack
+  #   webhook_url_env: VORONKA_SLACK_WEBHOOK
+  # - type: email
+  #   host: smtp.example.com
+  #   username: voronka@example.com
+  #   password_env: VORONKA_SMTP_PASSWORD
+  #   from: voronka@example.com
+  #   to: [sales-leads@example.com]
 """
 
 
@@ -39,7 +50,11 @@ class VoronkaConfig:
     timezone: str = "UTC"
     forecast_draws: int = 2000
     seed: int = 42
-    alerts: tuple = field(default_factory=lambda: ({"type": "file", "path": "alerts/alerts.jsonl"},))
+    alerts: tuple = field(default_factory=lambda: validate_sinks([{"type": "file", "path": "alerts/alerts.jsonl"}]))
+    alert_reminder_hours: float = 24.0
+    alert_retry_attempts: int = 3
+    alert_retry_delay_seconds: float = 0.5
+    alert_timeout_seconds: float = 10.0
 
     @classmethod
     def from_mapping(cls, data: dict, source: str = CONFIG_FILE) -> "VoronkaConfig":
@@ -64,16 +79,29 @@ class VoronkaConfig:
                 if key in values:
                     values[key] = int(values[key])
             if "alerts" in values:
-                sinks = values["alerts"] or []
-                if not isinstance(sinks, list) or not all(isinstance(s, dict) and "type" in s for s in sinks):
-                    raise ValueError("alerts must be a list of sinks, each with a 'type'")
-                values["alerts"] = tuple(sinks)
+                values["alerts"] = validate_sinks(values["alerts"] or [])
+            for key, low, high in (("alert_reminder_hours", 0.0, None), ("alert_retry_delay_seconds", 0.0, 60.0),
+                                   ("alert_timeout_seconds", 0.1, 120.0)):
+                if key in values:
+                    values[key] = float(values[key])
+                    if values[key] < low or (high is not None and values[key] > high):
+                        raise ValueError(f"{key} must be between {low:g} and {high:g}" if high is not None
+                                         else f"{key} must not be negative")
+            if "alert_retry_attempts" in values:
+                values["alert_retry_attempts"] = int(values["alert_retry_attempts"])
+                if not 1 <= values["alert_retry_attempts"] <= 10:
+                    raise ValueError("alert_retry_attempts must be between 1 and 10")
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{source}: {err}") from None
         config = cls(**values)
         if config.critical_coverage > config.required_coverage:
             raise ConfigError(f"{source}: critical_coverage must not exceed required_coverage")
         return config
+
+    def alert_settings(self) -> AlertSettings:
+        return AlertSettings(sinks=self.alerts, reminder_hours=self.alert_reminder_hours,
+                             attempts=self.alert_retry_attempts, retry_delay=self.alert_retry_delay_seconds,
+                             timeout=self.alert_timeout_seconds)
 
 
 @dataclass(frozen=True)
@@ -97,11 +125,16 @@ class Workspace:
         return self.home / "reports"
 
     @property
+    def alerts(self) -> Path:
+        """Alert state (state.json), the delivery record (deliveries.jsonl) and the file sink."""
+        return self.home / "alerts"
+
+    @property
     def config_path(self) -> Path:
         return self.home / CONFIG_FILE
 
     def create(self) -> "Workspace":
-        for d in (self.home, self.inbox, self.dagster_home, self.reports, self.home / "alerts"):
+        for d in (self.home, self.inbox, self.dagster_home, self.reports, self.alerts):
             d.mkdir(parents=True, exist_ok=True)
         if not self.config_path.exists():
             self.config_path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")

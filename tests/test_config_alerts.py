@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -33,12 +34,57 @@ def test_workspace_resolution_prefers_the_flag_then_the_environment(tmp_path, mo
     ("reporting_currency: [\n", "not valid YAML"),
     ("required_coverage: 1.0\ncritical_coverage: 2.0\n", "critical_coverage must not exceed"),
     ("alerts: slack\n", "alerts must be a list"),
+    ("alerts:\n  - type: pager\n", "alerts[0]: unknown sink type 'pager' (known: file, slack, webhook, email)"),
+    ("alerts:\n  - type: slack\n", "alerts[0] (slack): webhook_url_env is required"),
+    ("alerts:\n  - type: slack\n    webhook_url: https://hooks.slack.com/x\n",
+     "alerts[0] (slack): secrets are not written in voronka.yaml; put the value in an environment variable "
+     "and name it with webhook_url_env"),
+    ("alerts:\n  - type: email\n    host: h\n    from: a@x.io\n    to: b@x.io\n    password: hunter2\n",
+     "name it with password_env"),
+    ("alerts:\n  - type: email\n    host: h\n    from: a@x.io\n    to: b@x.io\n    starttls: false\n"
+     "    username: u\n    password_env: P\n", "only sent over STARTTLS"),
+    ("alerts:\n  - type: email\n    host: h\n    from: a@x.io\n    to: [b@x.io, nobody]\n",
+     "to must be one email address"),
+    ("alerts:\n  - type: webhook\n    url_env: U\n    headers_env: {Authorization: Bearer xyz}\n",
+     "headers_env.Authorization must be the name of an environment variable"),
+    ("alerts:\n  - type: slack\n    webhook_url_env: A\n  - type: slack\n    webhook_url_env: B\n",
+     "two sinks are named 'slack'"),
+    ("alerts:\n  - type: slack\n    webhook_url_env: A\n    chanel: x\n", "unknown setting 'chanel'"),
+    ("alert_reminder_hours: -1\n", "alert_reminder_hours must not be negative"),
+    ("alert_retry_attempts: 0\n", "alert_retry_attempts must be between 1 and 10"),
+    ("alert_timeout_seconds: 600\n", "alert_timeout_seconds must be between 0.1 and 120"),
 ])
 def test_a_bad_config_is_one_clear_error(tmp_path, text, words):
     ws = Workspace(tmp_path).create()
     ws.config_path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=words.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         ws.config()
+
+
+def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path):
+    ws = Workspace(tmp_path).create()
+    ws.config_path.write_text(
+        "alerts:\n  - type: slack\n    webhook_url_env: https://hooks.slack.com/services/T1/B2/s3cr3t\n",
+        encoding="utf-8")
+    with pytest.raises(ConfigError, match="webhook_url_env must be the name of an environment variable") as err:
+        ws.config()
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_alert_settings_have_defaults_and_are_read_from_the_file(tmp_path):
+    default = VoronkaConfig().alert_settings()
+    assert (default.reminder_hours, default.attempts, default.retry_delay, default.timeout) == (24.0, 3, 0.5, 10.0)
+    assert default.sinks == ({"type": "file", "path": "alerts/alerts.jsonl", "name": "file:alerts.jsonl"},)
+    config = VoronkaConfig.from_mapping({
+        "alert_reminder_hours": "0", "alert_retry_attempts": 5, "alert_retry_delay_seconds": 0,
+        "alert_timeout_seconds": 2.5,
+        "alerts": [{"type": "email", "host": "smtp.example.com", "username": "u", "password_env": "SMTP_PASSWORD",
+                    "from": "v@example.com", "to": "lead@example.com"}]})
+    settings = config.alert_settings()
+    assert (settings.reminder_hours, settings.attempts, settings.retry_delay, settings.timeout) == (0.0, 5, 0.0, 2.5)
+    [sink] = settings.sinks
+    assert sink["port"] == 587 and sink["starttls"] is True and sink["to"] == ["lead@example.com"]
+    assert sink["name"] == "email"
 
 
 def test_config_normalises_values():

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ml.coverage import pipeline_coverage as compute_coverage
 from ml.forecast import weighted_pipeline_forecast
-from orchestration.alerts import coverage_alert, deliver
+from orchestration.alerts import notify_coverage
 from orchestration.resources import WorkspaceResource
 from orchestration.warehouse_queries import read_table, replace_table
 
@@ -94,7 +94,8 @@ def coverage_meets_requirement(workspace: WorkspaceResource) -> dg.AssetCheckRes
 
 
 @dg.asset(group_name="alerts", deps=[pipeline_coverage],
-          description="Sends a coverage alert to the configured sinks when coverage is below target.")
+          description="Alerts the configured sinks when coverage turns short, reminds while it stays "
+                      "short and sends a recovery notice when it is back (state in alerts/state.json).")
 def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     config = workspace.config()
     with workspace.connect(read_only=True) as con:
@@ -102,13 +103,21 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
     as_of = str(coverage["as_of"].iloc[0]) if len(coverage) else str(workspace.as_of_time())
     rows = coverage.drop(columns=["as_of"]).astype(object)
     rows = rows.where(rows.notna(), None).to_dict("records")
-    alert = coverage_alert(rows, as_of)
-    deliveries = deliver(alert, config.alerts, workspace.workspace.resolve) if alert else []
-    for d in deliveries:
-        (context.log.info if d.ok else context.log.warning)(f"alert to {d.sink}: {'sent' if d.ok else d.detail}")
+    outcome = notify_coverage(rows, as_of, config.alert_settings(), workspace.workspace.alerts,
+                              workspace.workspace.resolve)
+    context.log.info(f"coverage alert: {outcome.decision.action} ({outcome.decision.reason})")
+    for d in outcome.deliveries:
+        (context.log.info if d.ok else context.log.warning)(
+            f"alert to {d.sink}: {'sent' if d.ok else d.detail} ({d.attempts} attempt(s))")
+    for warning in outcome.warnings:
+        context.log.warning(warning)
     return dg.MaterializeResult(metadata={
-        "alert_sent": alert is not None,
-        "severity": alert.severity if alert else "none",
-        "deliveries_ok": sum(d.ok for d in deliveries),
-        "deliveries_failed": sum(not d.ok for d in deliveries),
+        "decision": outcome.decision.action,
+        "reason": outcome.decision.reason,
+        "as_of": outcome.decision.as_of,
+        "scopes_below_target": len(outcome.decision.scopes),
+        "alert_sent": outcome.notice is not None,
+        "severity": outcome.notice.severity if outcome.notice else "none",
+        "deliveries_ok": outcome.deliveries_ok,
+        "deliveries_failed": outcome.deliveries_failed,
     })
