@@ -27,6 +27,7 @@ from pathlib import Path
 from orchestration.config import Workspace
 step, home, deals = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 workspace = Workspace(home).create()
+(home / "voronka.yaml").write_text("models_dir: models\n")
 if step == "simulate":
     from orchestration.simulator.company import simulate_company
     from orchestration.simulator.canonical_writer import write_canonical
@@ -36,9 +37,12 @@ else:
     from orchestration.definitions import build_definitions
     from orchestration.runner import run_stage, stage_selections, workspace_instance
     defs = build_definitions(str(home))
-    name, keys = dict(enumerate(stage_selections(defs)))[int(step)]
-    run_stage(defs, workspace_instance(workspace), keys, name)
+    name, job_name, keys = dict(enumerate(stage_selections(defs)))[int(step)]
+    run_stage(defs, workspace_instance(workspace), keys, name, job_name)
 """
+
+
+STEPS = ("ingest", "dbt", "models", "scores_forecast_checks_alerts")
 
 
 def run_step(step: str, home: Path, deals: int) -> dict:
@@ -61,9 +65,9 @@ def main() -> None:
         home = Path(args.workdir) / f"deals_{deals}"
         subprocess.run(["rm", "-rf", str(home)], check=True)
         row = {"deals": deals, "simulate": run_step("simulate", home, deals)}
-        for index, name in enumerate(("ingest", "dbt", "forecast_checks_alerts")):
+        for index, name in enumerate(STEPS):
             row[name] = run_step(str(index), home, deals)
-        row["pipeline_seconds"] = round(sum(row[k]["seconds"] for k in ("ingest", "dbt", "forecast_checks_alerts")), 1)
+        row["pipeline_seconds"] = round(sum(row[k]["seconds"] for k in STEPS), 1)
         row["warehouse_mb"] = round((home / "warehouse.duckdb").stat().st_size / 2**20, 1)
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -71,12 +75,13 @@ def main() -> None:
     out = HERE / "results" / "pipeline.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
-    print("\n| deals | simulate s (MB) | ingest s (MB) | dbt build s (MB) | forecast+checks+alerts s (MB) | full run s | warehouse MB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| deals | simulate s (MB) | ingest s (MB) | dbt build s (MB) | model training s (MB) "
+          "| scores+forecast+checks+alerts s (MB) | full run s | warehouse MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         cell = lambda k: f"{r[k]['seconds']} ({r[k]['peak_rss_mb']:.0f})"
-        print(f"| {r['deals']:,} | {cell('simulate')} | {cell('ingest')} | {cell('dbt')} | "
-              f"{cell('forecast_checks_alerts')} | {r['pipeline_seconds']} | {r['warehouse_mb']} |")
+        print(f"| {r['deals']:,} | {cell('simulate')} | {cell('ingest')} | {cell('dbt')} | {cell('models')} | "
+              f"{cell('scores_forecast_checks_alerts')} | {r['pipeline_seconds']} | {r['warehouse_mb']} |")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ COVERAGE_KEYS = ["period", "pipeline", "target", "booked", "open_pipeline", "cov
                  "required_coverage", "status"]
 INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quarantined", "deals",
                "stage_events"]
-PERCENT_KEYS = {"step_conversion", "cumulative_conversion"}
-MONEY_KEYS = {"target", "booked", "expected", "p10", "p50", "p90", "open_pipeline"}
+PERCENT_KEYS = {"step_conversion", "cumulative_conversion", "p_win", "p_win_baseline",
+                "p_close_this_period", "p_close_next_period"}
+MONEY_KEYS = {"target", "booked", "expected", "p10", "p50", "p90", "open_pipeline", "amount_reporting"}
 
 
 class UserError(VoronkaUserError):
@@ -145,7 +146,7 @@ def cmd_demo(args) -> int:
     company = simulate_company(n_deals=args.deals, seed=args.seed, end_date=end_date)
     written = write_canonical(company, workspace.inbox, workspace.home / "truth")
     _progress(f"Wrote {len(written)} export files to {workspace.inbox}", args.quiet)
-    outcome = run_pipeline(workspace, quiet=args.quiet)
+    outcome = run_pipeline(workspace, quiet=args.quiet, retrain=True)
     _print_summary(workspace, args.format)
     return _exit_for_checks(outcome, args)
 
@@ -153,7 +154,7 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     workspace = resolve_workspace(args.workspace)
     as_of = _parse_date(args.as_of, "--as-of").isoformat() + " 23:59:59" if args.as_of else None
-    outcome = run_pipeline(workspace, as_of=as_of, quiet=args.quiet)
+    outcome = run_pipeline(workspace, as_of=as_of, quiet=args.quiet, retrain=args.retrain)
     _print_summary(workspace, args.format)
     return _exit_for_checks(outcome, args)
 
@@ -206,6 +207,45 @@ def cmd_coverage(args) -> int:
     print(render(rows, COVERAGE_KEYS, args.format))
     if args.fail_on_check and any(r["status"] != "ok" for r in rows):
         return EXIT_CHECKS_FAILED
+    return EXIT_OK
+
+
+DEAL_KEYS = ["deal_key", "pipeline", "stage", "owner", "amount_reporting", "p_win", "p_win_baseline",
+             "expected_close_date", "p_close_this_period", "p_close_next_period", "days_in_stage",
+             "is_stalled", "top_drivers"]
+
+
+def cmd_deals(args) -> int:
+    clauses, params = [], []
+    if args.pipeline:
+        clauses.append("pipeline = ?")
+        params.append(args.pipeline)
+    if args.stalled:
+        clauses.append("is_stalled")
+    where = ("where " + " and ".join(clauses)) if clauses else ""
+    rows = _read(resolve_workspace(args.workspace), "main.deal_scores",
+                 "amount_reporting * p_win desc", where, params)
+    if args.limit > 0:
+        rows = rows[:args.limit]
+    print(render(rows, DEAL_KEYS, args.format))
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from ml.registry import ModelNotFoundError, ModelStore
+    from orchestration.assets.models import model_evaluation
+
+    workspace = resolve_workspace(args.workspace)
+    try:
+        evaluation = model_evaluation(ModelStore(workspace.models_dir()))
+    except ModelNotFoundError as err:
+        raise UserError(str(err)) from None
+    if args.format == "json":
+        print(json.dumps(evaluation, indent=2))
+    else:
+        rows = [{"model": name, **{k: v for k, v in figures.items()}} for name, figures in evaluation.items()]
+        keys = ["model", "version"] + sorted({k for r in rows for k in r} - {"model", "version"})
+        print(render(rows, keys, args.format))
     return EXIT_OK
 
 
@@ -276,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
     p = add("run", "load what is new in the inbox and build everything downstream", cmd_run)
     p.add_argument("--as-of", help="analyse as of this date (default: the newest data)")
+    p.add_argument("--retrain", action="store_true",
+                   help="retrain the models now (default: only when none is in use yet)")
     p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
     p = add("ingest", "copy export files into the inbox and load them", cmd_ingest)
     p.add_argument("paths", nargs="+")
@@ -292,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pipeline")
         if name == "coverage":
             p.add_argument("--fail-on-check", action="store_true", help="exit 2 when coverage is short")
+    p = add("deals", "open deals with their scores (p_win, expected close, stalled, drivers)", cmd_deals)
+    p.add_argument("--open", action="store_true", help="open deals (the default; kept for clarity)")
+    p.add_argument("--stalled", action="store_true", help="only deals stalled in their stage")
+    p.add_argument("--pipeline")
+    p.add_argument("--limit", type=int, default=0, help="at most this many rows (0 = all)")
+    add("evaluate", "model quality on the temporal hold-out, beside the baselines", cmd_evaluate)
     p = add("ui", "open the Dagster UI on the workspace", cmd_ui, fmt=False)
     p.add_argument("--port", type=int, default=3000)
     return parser

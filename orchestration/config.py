@@ -17,6 +17,7 @@ from orchestration.alerts import AlertSettings, validate_sinks
 from orchestration.ingest.errors import ConfigError
 
 CONFIG_FILE = "voronka.yaml"
+REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_CONFIG_TEXT = """\
 # Voronka workspace configuration. Secrets (webhook URLs, SMTP passwords) are never written
 # here: a sink names the environment variable that holds them.
@@ -26,6 +27,7 @@ critical_coverage: 1.0       # below this the pipeline cannot cover the gap even
 timezone: UTC                # time zone of exports that carry local times
 forecast_draws: 2000         # Monte Carlo draws per forecast
 seed: 42
+models_dir: ""               # trained models; empty = the repository's models/ folder
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
 alerts:                      # sinks; see docs/configuration.md, "Alerts"
@@ -55,6 +57,8 @@ class VoronkaConfig:
     alert_retry_attempts: int = 3
     alert_retry_delay_seconds: float = 0.5
     alert_timeout_seconds: float = 10.0
+    # The trained model store; empty = the repository's models/ folder (DESIGN.md layout).
+    models_dir: str = ""
 
     @classmethod
     def from_mapping(cls, data: dict, source: str = CONFIG_FILE) -> "VoronkaConfig":
@@ -150,6 +154,10 @@ class Workspace:
             where = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{self.config_path}:{where} not valid YAML") from None
         return VoronkaConfig.from_mapping(data, str(self.config_path))
+
+    def models_dir(self) -> Path:
+        configured = self.config().models_dir
+        return self.resolve(configured) if configured else REPO_MODELS_DIR
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)

@@ -12,19 +12,31 @@ from orchestration.assets.forecast import (
     revenue_forecast,
 )
 from orchestration.assets.ingest import every_row_accounted_for, raw_tables
+from orchestration.assets.models import deal_scores, trained_models
 from orchestration.resources import WorkspaceResource
 from orchestration.sensors import build_inbox_sensor
 
-ALL_ASSETS = [raw_tables, voronka_dbt_models, revenue_forecast, pipeline_coverage, coverage_alerts]
+ALL_ASSETS = [raw_tables, voronka_dbt_models, trained_models, deal_scores, revenue_forecast,
+              pipeline_coverage, coverage_alerts]
 ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement]
 
+MODEL_TRAINING = dg.AssetSelection.assets(trained_models)
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all(),
-    description="Ingest what is new → dbt build → forecast → coverage checks → alerts.",
+    selection=dg.AssetSelection.all() - MODEL_TRAINING,
+    description="Ingest what is new → dbt build → score open deals → forecast → coverage checks → alerts.",
+)
+weekly_retrain = dg.define_asset_job(
+    "weekly_retrain",
+    selection=MODEL_TRAINING | dg.AssetSelection.assets(deal_scores),
+    description="Retrain the win and time-to-close models (quality-gated), then rescore open deals.",
 )
 daily_schedule = dg.ScheduleDefinition(
     job=daily_refresh, cron_schedule="0 6 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+weekly_schedule = dg.ScheduleDefinition(
+    job=weekly_retrain, cron_schedule="0 3 * * 1", execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
@@ -34,8 +46,8 @@ def build_definitions(home: str | dg.EnvVar, as_of: str | None = None) -> dg.Def
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[daily_refresh],
-        schedules=[daily_schedule],
+        jobs=[daily_refresh, weekly_retrain],
+        schedules=[daily_schedule, weekly_schedule],
         sensors=[build_inbox_sensor(daily_refresh)],
         resources={
             "workspace": WorkspaceResource(home=home, as_of=as_of),

@@ -11,8 +11,8 @@ from dagster._core.instance.ref import InstanceRef
 
 from orchestration.config import Workspace
 
-STAGE_NAMES = ("ingest", "dbt build", "forecast, coverage checks and alerts")
-FORECAST_ASSETS = ("revenue_forecast", "pipeline_coverage", "coverage_alerts")
+MODEL_ASSETS = ("win_model", "time_to_close_model")
+FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts")
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -20,26 +20,37 @@ class PipelineError(RuntimeError):
     """A stage failed; the message names it and the first line of the failure."""
 
 
-def stage_selections(defs: dg.Definitions) -> list[tuple[str, list[dg.AssetKey]]]:
+def stage_selections(defs: dg.Definitions, train: bool = True) -> list[tuple[str, str, list[dg.AssetKey]]]:
+    """(stage name, job, asset keys) in order; the model stage only when `train`."""
     keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     ingest = [k for k in keys if k.path[0] == "raw"]
+    models = [dg.AssetKey(n) for n in MODEL_ASSETS]
     downstream = [dg.AssetKey(n) for n in FORECAST_ASSETS]
-    dbt = [k for k in keys if k not in ingest and k not in downstream]
-    return list(zip(STAGE_NAMES, (ingest, dbt, downstream)))
+    dbt = [k for k in keys if k not in ingest + models + downstream]
+    stages = [("ingest", "daily_refresh", ingest), ("dbt build", "daily_refresh", dbt)]
+    if train:
+        stages.append(("model training (win probability, time to close)", "weekly_retrain", models))
+    stages.append(("scores, forecast, coverage checks and alerts", "daily_refresh", downstream))
+    return stages
 
 
 def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey],
-              name: str) -> list[str]:
+              name: str, job_name: str = "daily_refresh") -> list[str]:
     """Materialise one stage; returns the checks that did not pass; raises PipelineError."""
-    job = defs.resolve_job_def("daily_refresh")
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance,
                                     asset_selection=keys, raise_on_error=False)
-    if not result.success:
+    failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}"
+                     for e in result.get_asset_check_evaluations() if not e.passed]
+    blocked_by_check = any(getattr(e, "blocking", False) for e in result.get_asset_check_evaluations()
+                           if not e.passed)
+    # A blocking check that fails (e.g. the model quality gate) stops what depends on it in this
+    # run; that is a check result, not a broken pipeline.
+    if not result.success and not blocked_by_check:
         failure = next((e for e in result.all_events if e.is_failure), None)
         detail = (failure.message or "") if failure is not None else "see `voronka ui`"
         raise PipelineError(f"stage '{name}' failed: {detail.strip().splitlines()[0] if detail.strip() else ''}")
-    return [f"{e.asset_key.to_user_string()}:{e.check_name}"
-            for e in result.get_asset_check_evaluations() if not e.passed]
+    return failed_checks
 
 
 def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:
@@ -53,23 +64,28 @@ def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(workspace.dagster_home)))
 
 
-def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = False) -> dict:
-    """Materialise the daily job stage by stage (ingest → dbt → forecast, checks and alerts)."""
+def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = False,
+                 retrain: bool = False) -> dict:
+    """Materialise the daily job stage by stage (ingest → dbt → [models] → scores, forecast,
+    checks and alerts). Models are trained when asked or when none is in use yet."""
+    from ml.registry import ModelStore
     from orchestration.definitions import build_definitions
 
     instance = workspace_instance(workspace)
     defs = build_definitions(str(workspace.home), as_of=as_of)
-    stages = stage_selections(defs)
+    store = ModelStore(workspace.models_dir())
+    train = retrain or any(store.current_version(n) is None for n in MODEL_ASSETS)
+    stages = stage_selections(defs, train=train)
     timings, checks_failed = {}, []
     log_path = workspace.home / "logs" / "last_run.log"
     log_path.parent.mkdir(exist_ok=True)
-    for i, (name, keys) in enumerate(stages, 1):
+    for i, (name, job_name, keys) in enumerate(stages, 1):
         if not quiet:
             print(f"[{i}/{len(stages)}] {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
         with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
-            checks_failed += run_stage(defs, instance, keys, name)
+            checks_failed += run_stage(defs, instance, keys, name, job_name)
         timings[name] = round(time.perf_counter() - started, 2)
         if not quiet:
             print(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)

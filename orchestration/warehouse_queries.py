@@ -48,3 +48,23 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
         [schema or "main", name],
     ).fetchone()[0])
+
+
+def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, pd.DataFrame]:
+    """deals (with amount_reporting at the as-of date's FX rate), stage_events and
+    pipeline_stages, as the models read them. Needs the dbt FX model to be built."""
+    as_of_date = as_of.date().isoformat()
+    deals = con.execute(
+        """
+        select d.*, cast(d.amount as double) * fx.rate_to_reporting as amount_reporting
+        from raw.deals d
+        left join main.int_fx_rates_triangulated fx
+          on fx.currency = d.currency
+         and cast(? as date) >= fx.valid_from
+         and (fx.valid_to is null or cast(? as date) < fx.valid_to)
+        """,
+        [as_of_date, as_of_date],
+    ).df()
+    events = con.execute("select deal_key, pipeline, stage, entered_at from raw.stage_events").df()
+    stages = con.execute("select * from raw.pipeline_stages").df()
+    return {"deals": deals, "stage_events": events, "pipeline_stages": stages}

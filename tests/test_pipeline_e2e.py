@@ -25,10 +25,12 @@ AS_OF = datetime(2026, 5, 20, 23, 59, 59)
 def run(tmp_path_factory):
     home = tmp_path_factory.mktemp("ws")
     workspace = Workspace(home).create()
-    company = simulate_company(n_deals=800, seed=11, end_date=END)
+    workspace.config_path.write_text("models_dir: models\n", encoding="utf-8")
+    company = simulate_company(n_deals=2000, seed=11, end_date=END)
     write_canonical(company, workspace.inbox, home / "truth")
     defs = build_definitions(str(home))
-    result = defs.resolve_job_def("daily_refresh").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    everything = defs.resolve_implicit_global_asset_job_def()
+    result = everything.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     con = duckdb.connect(str(workspace.warehouse), read_only=True)
     yield company, workspace, result, con
     con.close()
@@ -131,3 +133,37 @@ def test_reading_an_empty_workspace_is_one_clear_error(tmp_path, capsys):
     assert main(["forecast", "--workspace", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no warehouse" in err[0] and "voronka demo" in err[0]
+
+
+def test_every_open_deal_is_scored_by_the_promoted_models(run):
+    company, workspace, result, con = run
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert checks[("win_model", "model_quality_gate")].passed
+    assert checks[("time_to_close_model", "model_quality_gate")].passed
+    scores = con.execute("select * from main.deal_scores").df()
+    open_keys = set("demo:" + company.deals.loc[company.deals.outcome == "open", "native_id"])
+    assert set(scores.deal_key) == open_keys
+    assert scores.p_win.between(0, 1).all() and scores.p_win_baseline.between(0, 1).all()
+    assert (scores.p_close_this_period + scores.p_close_next_period <= 1 + 1e-9).all()
+    assert (scores.top_drivers.str.len() > 0).all()
+    # Stalled means longer in the stage than that stage's Kaplan–Meier p90.
+    stalled = scores[scores.is_stalled]
+    assert (stalled.days_in_stage > stalled.stage_p90_days).all()
+    assert 0 < len(stalled) < len(scores)
+    # The model ranks eventual winners higher than the stage baseline does (truth from the simulator).
+    truth = company.truth.assign(deal_key="demo:" + company.truth.native_id)
+    merged = scores.merge(truth[["deal_key", "p_win_true"]], on="deal_key")
+    assert merged.p_win.corr(merged.p_win_true) > merged.p_win_baseline.corr(merged.p_win_true)
+
+
+def test_evaluate_prints_the_model_figures_beside_the_baselines(run, capsys):
+    _, workspace, _, _ = run
+    assert main(["evaluate", "--workspace", str(workspace.home), "--format", "json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    win, ttc = figures["win_model"], figures["time_to_close"]
+    assert {"auc", "brier", "ece", "log_loss", "baseline_auc", "baseline_brier", "n_train", "n_test"} <= set(win)
+    assert {"c_index", "baseline_c_index", "ibs", "baseline_ibs", "n_train", "n_test"} <= set(ttc)
+    assert win["auc"] >= win["baseline_auc"] and ttc["c_index"] >= ttc["baseline_c_index"]
+    assert main(["deals", "--open", "--workspace", str(workspace.home), "--format", "json", "--limit", "5"]) == 0
+    deals = json.loads(capsys.readouterr().out)
+    assert len(deals) == 5 and {"p_win", "expected_close_date", "is_stalled", "top_drivers"} <= set(deals[0])

@@ -1,0 +1,116 @@
+"""Train both models from the warehouse's canonical frames and score every open deal.
+
+Plain functions between the Dagster assets and the estimators: `train_models` builds the as-of
+examples once and fits the win model (with its stage baseline) and the time-to-close model;
+`score_open_deals` gives, per open deal, P(win), the baseline's P(win), the expected close date,
+P(closing won this/next quarter), whether it is stalled and the features that moved it most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from ml.features import build_scoring_features, build_training_examples
+from ml.metrics import kaplan_meier
+from ml.periods import quarter_of
+from ml.survival import TimeToCloseModel, train_time_to_close
+from ml.win_model import StageWinRateBaseline, WinModel, train_win_model
+
+SCORE_COLUMNS = [
+    "deal_key", "pipeline", "stage", "owner", "amount_reporting", "p_win", "p_win_baseline",
+    "expected_close_date", "p_close_this_period", "p_close_next_period", "days_in_stage",
+    "stage_p90_days", "is_stalled", "top_drivers",
+]
+
+
+@dataclass
+class WinArtifact:
+    """What the model store keeps for the win model: the model and the baseline it must beat."""
+
+    model: WinModel
+    baseline: StageWinRateBaseline
+
+
+def train_models(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stages: pd.DataFrame,
+                 cutoff, seed: int = 0, max_rows: int = 500_000):
+    """Examples as of every week up to `cutoff`; returns (examples, win, win_report, ttc, ttc_report)."""
+    examples = build_training_examples(deals, stage_events, pipeline_stages, cutoff=cutoff,
+                                       seed=seed, max_rows=max_rows)
+    model, win_report = train_win_model(examples, seed=seed)
+    # The baseline a sales team already has: the win rate of closed deals by stage.
+    resolved = examples[examples["event"].astype(str) != "censored"]
+    baseline = StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
+    ttc, ttc_report = train_time_to_close(examples, seed=seed)
+    return examples, WinArtifact(model, baseline), win_report, ttc, ttc_report
+
+
+def stage_duration_quantiles(stays: pd.DataFrame) -> pd.DataFrame:
+    """Median and p90 days per (pipeline, stage) from Kaplan–Meier over stays, open stays censored.
+
+    stays: pipeline, stage, days_in_stage, is_open (fct_stage_transitions' open-kind rows).
+    A quantile the curve never reaches (too many open stays) is left empty.
+    """
+    rows = []
+    for (pipeline, stage), group in stays.dropna(subset=["days_in_stage"]).groupby(["pipeline", "stage"]):
+        table = kaplan_meier(group["days_in_stage"].to_numpy(float), ~group["is_open"].to_numpy(bool))
+        out = {"pipeline": pipeline, "stage": stage, "stays": len(group)}
+        for name, q in (("median_days", 0.5), ("p90_days", 0.9)):
+            reached = table.loc[table["survival"] <= 1 - q, "time"]
+            out[name] = float(reached.iloc[0]) if len(reached) else None
+        rows.append(out)
+    return pd.DataFrame(rows, columns=["pipeline", "stage", "stays", "median_days", "p90_days"])
+
+
+def _drivers_text(drivers: pd.DataFrame, n_rows: int) -> list[str]:
+    text = [""] * n_rows
+    for row, group in drivers.groupby("row"):
+        text[row] = "; ".join(f"{f} {'+' if e >= 0 else '−'}{abs(e):.0%}"
+                              for f, e in zip(group["feature"], group["effect"]))
+    return text
+
+
+def score_open_deals(win: WinArtifact, ttc: TimeToCloseModel, deals: pd.DataFrame,
+                     stage_events: pd.DataFrame, pipeline_stages: pd.DataFrame, as_of,
+                     durations: pd.DataFrame, n_drivers: int = 3,
+                     use_model: bool = True) -> pd.DataFrame:
+    """One row per deal open at `as_of` (see SCORE_COLUMNS).
+
+    use_model=False scores p_win with the stage baseline (when no win model passed its gate);
+    the deal then has no drivers."""
+    as_of = pd.Timestamp(as_of)
+    X = build_scoring_features(deals, stage_events, pipeline_stages, as_of)
+    if X.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    this_q, next_q = quarter_of(as_of.date()), quarter_of(as_of.date(), 1)
+    horizons = [(pd.Timestamp(p.end) + pd.Timedelta(days=1) - as_of) / pd.Timedelta(days=1)
+                for p in (this_q, next_q)]
+    won_within = ttc.predict_won_within(X, horizons)
+    quantiles = durations.set_index(["pipeline", "stage"])["p90_days"]
+    p90 = pd.Series([quantiles.get((p, s)) for p, s in zip(X["pipeline"], X["stage"])], dtype=float)
+    owners = deals.set_index("deal_key")["owner"] if "owner" in deals else pd.Series(dtype=object)
+    scores = pd.DataFrame({
+        "deal_key": X["deal_key"],
+        "pipeline": X["pipeline"],
+        "stage": X["stage"],
+        "owner": X["deal_key"].map(owners),
+        "amount_reporting": X["amount_reporting"],
+        "p_win": (win.model if use_model else win.baseline).predict_proba(X)[:, 1],
+        "p_win_baseline": win.baseline.predict_proba(X)[:, 1],
+        "expected_close_date": ttc.expected_close_date(X).to_numpy(),
+        "p_close_this_period": won_within[:, 0],
+        "p_close_next_period": np.clip(won_within[:, 1] - won_within[:, 0], 0, 1),
+        "days_in_stage": X["days_in_stage"],
+        "stage_p90_days": p90.to_numpy(),
+    })
+    scores["is_stalled"] = (scores["days_in_stage"] > scores["stage_p90_days"]).fillna(False).astype(bool)
+    scores["top_drivers"] = (_drivers_text(win.model.top_drivers(X, k=n_drivers), len(X))
+                             if use_model else "")
+    return scores[SCORE_COLUMNS]
+
+
+def this_and_next_quarter(day: date) -> tuple[str, str]:
+    return quarter_of(day).label, quarter_of(day, 1).label

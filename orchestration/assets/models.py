@@ -1,0 +1,114 @@
+"""Models: train the win and time-to-close models (weekly), score every open deal (daily)."""
+
+import dagster as dg
+
+from ml.features import FEATURES
+from ml.registry import ModelNotFoundError, ModelStore, promote_if_not_worse
+from ml.scoring import score_open_deals, stage_duration_quantiles, train_models
+from orchestration.resources import WorkspaceResource
+from orchestration.warehouse_queries import canonical_frames, read_table, replace_table
+
+WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
+RAW = [dg.AssetKey(["raw", t]) for t in ("deals", "stage_events", "pipeline_stages")]
+WIN_HEADLINE = ("auc", "baseline_auc", "brier", "baseline_brier", "ece", "log_loss", "n_train", "n_test")
+TTC_HEADLINE = ("c_index", "baseline_c_index", "ibs", "baseline_ibs", "n_train", "n_test")
+
+
+def _headline(report: dict, keys: tuple) -> dict:
+    return {k: (round(float(report[k]), 4) if isinstance(report[k], float) else report[k])
+            for k in keys if report.get(k) is not None}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(WIN_MODEL, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+                     description="P(won | state): gradient boosting + calibration, gated against "
+                                 "the stage win-rate baseline."),
+        dg.AssetSpec(TIME_TO_CLOSE, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+                     description="P(closes won within h days | state): cause-specific Cox by stage, "
+                                 "gated against Aalen–Johansen by stage."),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("model_quality_gate", asset=WIN_MODEL, blocking=True,
+                          description="Promoted only if AUC and Brier are not worse than the baseline."),
+        dg.AssetCheckSpec("model_quality_gate", asset=TIME_TO_CLOSE, blocking=True,
+                          description="Promoted only if the concordance is not worse than the baseline."),
+    ],
+)
+def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
+    config = workspace.config()
+    as_of = workspace.as_of_time()
+    with workspace.connect(read_only=True) as con:
+        frames = canonical_frames(con, as_of)
+    examples, win, win_report, ttc, ttc_report = train_models(
+        frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of, seed=config.seed)
+    store = ModelStore(workspace.workspace.models_dir())
+    for name, artifact, report, keys in ((WIN_MODEL, win, win_report, WIN_HEADLINE),
+                                         (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE)):
+        promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
+                                         features=list(FEATURES))
+        headline = _headline(report, keys)
+        yield dg.MaterializeResult(asset_key=name, metadata={
+            "version": promotion.version, "promoted": promotion.promoted, "in_use": promotion.in_use or "none",
+            "store": str(store.root), **headline})
+        yield dg.AssetCheckResult(
+            asset_key=name, check_name="model_quality_gate", passed=promotion.promoted,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"reason": promotion.reason or "not worse than the baseline",
+                      "version_in_use": promotion.in_use or "none", **headline})
+
+
+@dg.asset(group_name="models", deps=[WIN_MODEL, TIME_TO_CLOSE, "fct_stage_transitions"],
+          description="Every open deal: p_win (and the stage baseline's), expected close date, "
+                      "P(closing won this/next quarter), stalled flag and top drivers.")
+def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
+    as_of = workspace.as_of_time()
+    store = ModelStore(workspace.workspace.models_dir())
+    win, win_card, win_in_use = _load_in_use(store, WIN_MODEL)
+    ttc, ttc_card, ttc_in_use = _load_in_use(store, TIME_TO_CLOSE)
+    with workspace.connect() as con:
+        frames = canonical_frames(con, as_of)
+        stays = con.execute("select pipeline, stage, days_in_stage, is_open from main.fct_stage_transitions "
+                            "where stage_kind = 'open'").df()
+        durations = stage_duration_quantiles(stays)
+        scores = score_open_deals(win, ttc, frames["deals"], frames["stage_events"],
+                                  frames["pipeline_stages"], as_of, durations, use_model=win_in_use)
+        scores.insert(0, "as_of", as_of)
+        replace_table(con, "main.deal_scores", scores)
+        replace_table(con, "main.stage_durations", durations)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scores),
+        "win_model_version": win_card["version"] if win_in_use else "none passed the gate: stage baseline",
+        "time_to_close_version": ttc_card["version"] + ("" if ttc_in_use else " (did not pass the gate)"),
+        "mean_p_win": float(scores["p_win"].mean()) if len(scores) else None,
+        "stalled_deals": int(scores["is_stalled"].sum()),
+    })
+
+
+def _load_in_use(store: ModelStore, name: str):
+    """(artifact, card, promoted): the promoted version, else the newest stored one (whose win
+    baseline still scores honestly); dg.Failure when nothing was ever trained."""
+    try:
+        artifact, card = store.load(name)
+        return artifact, card, True
+    except ModelNotFoundError:
+        versions = store.versions(name)
+        if not versions:
+            raise dg.Failure(f"no {name} in {store.root}: run `voronka run --retrain` "
+                             "(or the weekly_retrain job) first") from None
+        artifact, card = store.load(name, versions[-1])
+        return artifact, card, False
+
+
+def model_evaluation(store: ModelStore) -> dict:
+    """The `voronka evaluate` figures from the cards of the models in use."""
+    out = {}
+    for name, key, keys in ((WIN_MODEL, "win_model", WIN_HEADLINE), (TIME_TO_CLOSE, "time_to_close", TTC_HEADLINE)):
+        version = store.current_version(name)
+        if version is None:
+            raise ModelNotFoundError(f"no promoted {name} in {store.root}: run `voronka run --retrain` first")
+        card = store.card(name, version)
+        flat = {**card.get("metrics", {}), **card.get("rows", {}),
+                **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
+        out[key] = {"version": version, **_headline(flat, keys)}
+    return out
