@@ -26,6 +26,12 @@ required_coverage: 3.0       # open pipeline / remaining target below this -> WA
 critical_coverage: 1.0       # below this the pipeline cannot cover the gap even if all wins -> ERROR
 timezone: UTC                # time zone of exports that carry local times
 forecast_draws: 2000         # Monte Carlo draws per forecast
+forecast_deal_correlation: 0.005  # common shock between deals in the model forecast (0 = independent)
+min_prob_hit_target: 0.5     # P(hit target) below this for this/next period -> WARN
+max_stalled_share: 0.35      # open deals stalled in their stage above this share -> WARN
+max_export_age_days: 3       # newest export older than this (wall clock) -> WARN; never on --as-of replays
+backtest_max_origins: 24     # newest monthly origins the weekly backtest replays
+backtest_draws: 1000         # Monte Carlo draws per backtest forecast
 seed: 42
 models_dir: ""               # trained models; empty = the repository's models/ folder
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
@@ -51,6 +57,12 @@ class VoronkaConfig:
     critical_coverage: float = 1.0
     timezone: str = "UTC"
     forecast_draws: int = 2000
+    forecast_deal_correlation: float = 0.005
+    min_prob_hit_target: float = 0.5
+    max_stalled_share: float = 0.35
+    max_export_age_days: float = 3.0
+    backtest_max_origins: int = 24
+    backtest_draws: int = 1000
     seed: int = 42
     alerts: tuple = field(default_factory=lambda: validate_sinks([{"type": "file", "path": "alerts/alerts.jsonl"}]))
     alert_reminder_hours: float = 24.0
@@ -82,6 +94,18 @@ class VoronkaConfig:
             for key in ("forecast_draws", "seed"):
                 if key in values:
                     values[key] = int(values[key])
+            for key, low, high in (("forecast_deal_correlation", 0.0, 0.95), ("min_prob_hit_target", 0.0, 1.0),
+                                   ("max_stalled_share", 0.0, 1.0), ("max_export_age_days", 0.0, None)):
+                if key in values:
+                    values[key] = float(values[key])
+                    if values[key] < low or (high is not None and values[key] > high):
+                        raise ValueError(f"{key} must be between {low:g} and {high:g}" if high is not None
+                                         else f"{key} must not be negative")
+            for key in ("backtest_max_origins", "backtest_draws"):
+                if key in values:
+                    values[key] = int(values[key])
+                    if values[key] < 1:
+                        raise ValueError(f"{key} must be at least 1")
             if "alerts" in values:
                 values["alerts"] = validate_sinks(values["alerts"] or [])
             for key, low, high in (("alert_reminder_hours", 0.0, None), ("alert_retry_delay_seconds", 0.0, 60.0),

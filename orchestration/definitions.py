@@ -8,28 +8,40 @@ from orchestration.assets.dbt import DBT_EXECUTABLE, voronka_dbt, voronka_dbt_mo
 from orchestration.assets.forecast import (
     coverage_alerts,
     coverage_meets_requirement,
+    exports_are_fresh,
+    new_pipeline_meets_target_need,
     pipeline_coverage,
+    prob_hit_target_above_floor,
     revenue_forecast,
+    stalled_share_within_limit,
 )
 from orchestration.assets.ingest import every_row_accounted_for, raw_tables
-from orchestration.assets.models import deal_scores, trained_models
+from orchestration.assets.models import deal_scores, forecast_backtest, trained_models
+from orchestration.assets.quality import raw_quality_checks
+from orchestration.assets.report import leadership_report
 from orchestration.resources import WorkspaceResource
 from orchestration.sensors import build_inbox_sensor
 
 ALL_ASSETS = [raw_tables, voronka_dbt_models, trained_models, deal_scores, revenue_forecast,
               pipeline_coverage, coverage_alerts]
-ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement]
+ALL_ASSETS += [leadership_report]
+ALL_ASSETS += [forecast_backtest]
+ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement, *raw_quality_checks]
+ALL_CHECKS += [prob_hit_target_above_floor, new_pipeline_meets_target_need, stalled_share_within_limit,
+               exports_are_fresh]
 
 MODEL_TRAINING = dg.AssetSelection.assets(trained_models)
+BACKTESTING = dg.AssetSelection.assets(forecast_backtest)
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all() - MODEL_TRAINING,
+    selection=dg.AssetSelection.all() - MODEL_TRAINING - BACKTESTING,
     description="Ingest what is new → dbt build → score open deals → forecast → coverage checks → alerts.",
 )
 weekly_retrain = dg.define_asset_job(
     "weekly_retrain",
-    selection=MODEL_TRAINING | dg.AssetSelection.assets(deal_scores),
-    description="Retrain the win and time-to-close models (quality-gated), then rescore open deals.",
+    selection=MODEL_TRAINING | dg.AssetSelection.assets(deal_scores) | BACKTESTING,
+    description="Retrain the win and time-to-close models (quality-gated), rescore open deals and "
+                "rerun the forecast backtest.",
 )
 daily_schedule = dg.ScheduleDefinition(
     job=daily_refresh, cron_schedule="0 6 * * *", execution_timezone="UTC",

@@ -12,7 +12,9 @@ from dagster._core.instance.ref import InstanceRef
 from orchestration.config import Workspace
 
 MODEL_ASSETS = ("win_model", "time_to_close_model")
-FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts")
+BACKTEST_ASSETS = ("forecast_backtest",)
+FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts",
+                   "leadership_report")
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -25,12 +27,14 @@ def stage_selections(defs: dg.Definitions, train: bool = True) -> list[tuple[str
     keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     ingest = [k for k in keys if k.path[0] == "raw"]
     models = [dg.AssetKey(n) for n in MODEL_ASSETS]
+    backtest = [dg.AssetKey(n) for n in BACKTEST_ASSETS]
     downstream = [dg.AssetKey(n) for n in FORECAST_ASSETS]
-    dbt = [k for k in keys if k not in ingest + models + downstream]
+    dbt = [k for k in keys if k not in ingest + models + backtest + downstream]
     stages = [("ingest", "daily_refresh", ingest), ("dbt build", "daily_refresh", dbt)]
-    if train:
-        stages.append(("model training (win probability, time to close)", "weekly_retrain", models))
-    stages.append(("scores, forecast, coverage checks and alerts", "daily_refresh", downstream))
+    if train:  # the backtest reruns with the (weekly) retraining, not every day
+        stages.append(("model training (win probability, time to close) and forecast backtest",
+                       "weekly_retrain", models + backtest))
+    stages.append(("scores, forecast, coverage checks, alerts and report", "daily_refresh", downstream))
     return stages
 
 

@@ -169,11 +169,16 @@ def built(tmp_path_factory) -> dict[str, DbtRun]:
     root = tmp_path_factory.mktemp("dbt")
     load_raw(root / "usd.duckdb")
     shutil.copy(root / "usd.duckdb", root / "eur.duckdb")
+    shutil.copy(root / "usd.duckdb", root / "then.duckdb")
     return {
         "usd": invoke_dbt(["build"], root / "usd.duckdb", root / "usd",
                           as_of=AS_OF, reporting_currency="USD"),
         "eur": invoke_dbt(["run", "--select", "+mart_bookings", "+mart_targets", "+mart_pipeline_snapshot"],
                           root / "eur.duckdb", root / "eur", reporting_currency="eur"),
+        # time travel: the pipeline as of 2026-01-16 and the changes since 2026-01-25 (ends of days)
+        "then": invoke_dbt(["run", "--select", "+mart_pipeline_as_of", "+mart_pipeline_waterfall"],
+                           root / "then.duckdb", root / "then", as_of=AS_OF, reporting_currency="USD",
+                           pipeline_date="2026-01-16", from_date="2026-01-25"),
     }
 
 
@@ -202,7 +207,11 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built):
     assert unit_tests == set(manifest["unit_tests"])  # every unit test ran and passed
     assert len([uid for uid in statuses if uid.startswith("test.")]) >= 50  # data tests too
     marts = ["fct_stage_transitions", "mart_funnel_conversion", "mart_pipeline_snapshot",
-             "mart_bookings", "mart_targets"]
+             "mart_bookings", "mart_targets", "fct_deals", "mart_funnel_breakdowns", "mart_time_in_stage",
+             "mart_sales_cycles", "mart_sales_velocity", "mart_win_rates", "mart_stage_losses",
+             "mart_cac_payback", "mart_pipeline_as_of", "mart_pipeline_daily", "fct_pipeline_changes",
+             "mart_pipeline_waterfall", "mart_stalled_deals", "mart_stage_conversion_periods",
+             "mart_owner_attainment", "mart_owner_performance"]
     assert all(statuses[f"model.voronka.{m}"] == "success" for m in marts)
 
 
@@ -335,3 +344,131 @@ def test_a_malformed_as_of_is_one_clear_error(tmp_path):
     run = invoke_dbt(["parse"], tmp_path / "w.duckdb", tmp_path, as_of="15.03.2026")
     assert not run.success
     assert "var as_of must be 'YYYY-MM-DD HH:MM:SS' (UTC), got '15.03.2026'" in str(run.exception)
+
+
+# ---------------------------------------------------------------- the funnel marts (hand-computed)
+
+def test_funnel_breakdown_all_is_the_funnel_with_time_in_stage(usd):
+    classic = rows(usd, "select pipeline, stage, reached, step_conversion, cumulative_conversion, lost_here "
+                        "from main.mart_funnel_conversion order by 1, 2")
+    broken = rows(usd, "select pipeline, stage, reached, step_conversion, cumulative_conversion, lost_here "
+                       "from main.mart_funnel_breakdowns where breakdown = 'all' order by 1, 2")
+    assert broken == classic
+    # every deal has owner 'ann': that breakdown is the same funnel again
+    assert rows(usd, "select pipeline, stage, reached from main.mart_funnel_breakdowns "
+                     "where breakdown = 'owner' and breakdown_value = 'ann' order by 1, 2") == [r[:3] for r in classic]
+    # sales cohorts: January s1 s2 s3 s4 (1 of 4 open), February s5 (open), March s7 s8 (open)
+    cohorts = {v: (c, o, i) for v, c, o, i in rows(usd, """
+        select breakdown_value, created_deals, open_deals, is_immature from main.mart_funnel_breakdowns
+        where breakdown = 'created_month' and pipeline = 'sales' and stage = 'lead'""")}
+    assert cohorts == {"2026-01": (4, 1, False), "2026-02": (1, 1, True), "2026-03": (2, 2, True)}
+
+
+def test_time_in_stage_kaplan_meier(usd):
+    got = {(p, s): r for p, s, *r in rows(usd, """
+        select pipeline, stage, stays, censored_stays, median_days_in_stage, p90_days_in_stage,
+               mean_days_in_stage_closed
+        from main.mart_time_in_stage where breakdown = 'all'""")}
+    # sales lead: seven finished stays 1, 4.625, 5, 6.625, 8, 16, 19 days: S = 3/7 after the
+    # fourth, so the median is 6.625; 0 after the last (p90 19); mean 60.25 / 7.
+    assert got[("sales", "lead")] == [7, 0, 6.625, 19.0, pytest.approx(60.25 / 7)]
+    # sales meeting: 5 (s3), 10 (s1), 13.5 (s7, open), 23.5 (s5, open), 28 (s4): S(5) = 0.8,
+    # S(10) = 0.6, S(28) = 0 (one of one): median and p90 28; the finished stays' mean is 14.33,
+    # half the Kaplan–Meier median: the open stays are the long ones.
+    assert got[("sales", "meeting")] == [5, 2, 28.0, 28.0, pytest.approx(43 / 3)]
+    # sales proposal: 12 d 10 h (s1), 14.5 (s4 open), 31 (s2)
+    assert got[("sales", "proposal")] == [3, 1, 31.0, 31.0, pytest.approx((12 + 10 / 24 + 31) / 2)]
+    # renewals review 9, 14, 81 (r2, closed without leaving review: ended by the churn)
+    assert got[("renewals", "review")] == [3, 0, 14.0, 81.0, pytest.approx(104 / 3)]
+    # renewals negotiation: 26 (r1), 33.5 (r3, open): S(26) = 1/2, no p90
+    assert got[("renewals", "negotiation")] == [2, 1, 26.0, None, 26.0]
+
+
+def test_sales_cycle_speed_to_lead_and_velocity(usd):
+    cycles = {p: r for p, *r in rows(usd, """
+        select pipeline, median_sales_cycle_days, p90_sales_cycle_days, leads_never_worked,
+               share_never_worked, median_speed_to_lead_days, p90_speed_to_lead_days
+        from main.mart_sales_cycles where breakdown = 'all'""")}
+    # sales: won 27.04 (s1), 37.625 (s2); open 10.5 (s8), 14.5 (s7), 42.5 (s5), 59.5 (s4) censored.
+    # S(27.04) = 3/4, S(37.625) = 3/4 x 2/3 = 0.5 exactly: the median is 37.625. Speed to lead
+    # 1, 4.625, 6.625, 8, 17, 19 (all worked): median 6.625, p90 19.
+    assert cycles["sales"] == [37.625, None, 0, 0.0, 6.625, 19.0]
+    # renewals: r2 churned without leaving review (never worked, censored at 81 days).
+    assert cycles["renewals"] == [40.0, None, 1, pytest.approx(1 / 3), 14.0, None]
+    velocity = {p: r for p, *r in rows(usd, """
+        select pipeline, open_deals, win_rate, avg_won_amount_reporting, sales_cycle_days,
+               velocity_per_day_reporting
+        from main.mart_sales_velocity where breakdown = 'all'""")}
+    # sales: 4 open x 2/3 (s1, s2 won; s3 lost) x 1700 (1000 and EUR 2000 at 1.20) / 37.625 days
+    assert velocity["sales"] == [4, pytest.approx(2 / 3), pytest.approx(1700), 37.625,
+                                 pytest.approx(4 * 2 / 3 * 1700 / 37.625)]
+    assert velocity["all"][:3] == [5, pytest.approx(3 / 5), pytest.approx(7400 / 3)]
+
+
+def test_win_rates_losses_and_cac(usd):
+    win = {(p, b, per): r for p, b, per, *r in rows(usd, """
+        select pipeline, basis, period, won_deals, lost_deals, win_rate, is_immature
+        from main.mart_win_rates where period_grain = 'month'""")}
+    assert win[("sales", "close_period", "2026-02")] == [2, 1, pytest.approx(2 / 3), None]
+    assert win[("renewals", "close_period", "2026-03")] == [0, 1, 0.0, None]
+    assert win[("sales", "creation_cohort", "2026-01")] == [2, 1, pytest.approx(2 / 3), False]
+    assert win[("sales", "creation_cohort", "2026-03")] == [0, 0, None, True]
+    losses = rows(usd, "select pipeline, stage, lost_reason, lost_deals, drop_off_rate from main.mart_stage_losses "
+                       "order by 1")
+    assert losses == [("renewals", "review", "price", 1, pytest.approx(1 / 3)),
+                      ("sales", "lead", "price", 1, pytest.approx(1 / 6))]
+    # January: web spent 500 and won r1 (its lead source is web): CAC 500; no margin configured.
+    assert rows(usd, "select spend_month, lead_source, spend_reporting, won_deals, cac_reporting, payback_months "
+                     "from main.mart_cac_payback order by lead_source") == [
+        ("2026-01", "all", 500.0, 1, 500.0, None), ("2026-01", "web", 500.0, 1, 500.0, None)]
+
+
+def test_pipeline_as_of_today_and_daily_trend(usd):
+    snapshot = rows(usd, "select deal_key, stage, amount_reporting from main.mart_pipeline_snapshot order by 1")
+    assert rows(usd, "select deal_key, stage, amount_reporting from main.mart_pipeline_as_of order by 1") == snapshot
+    daily = {(str(d), p, s): (n, a) for d, p, s, n, a in rows(usd, """
+        select snapshot_date, pipeline, stage, open_deals, amount_reporting from main.mart_pipeline_daily""")}
+    assert len({k[0] for k in daily}) == 400
+    # the as_of date is the snapshot
+    assert daily[("2026-03-15", "sales", "lead")] == (1, 100.0)
+    assert daily[("2026-03-15", "sales", "meeting")] == (2, 4250.0)
+    assert daily[("2026-03-15", "sales", "proposal")] == (1, 800.0)
+    assert daily[("2026-03-15", "renewals", "negotiation")] == (1, 900.0)
+    # end of 01-16: lead s3 + s4, meeting s1, proposal s2 (EUR 2000 at 1.10), review r2
+    assert daily[("2026-01-16", "sales", "lead")] == (2, 1300.0)
+    assert daily[("2026-01-16", "sales", "meeting")] == (1, 1000.0)
+    assert daily[("2026-01-16", "sales", "proposal")] == (1, pytest.approx(2200.0))
+    assert daily[("2026-01-16", "renewals", "review")] == (1, 600.0)
+    # end of 01-22: s4 is lost (reopened only on 02-01), s3 in meeting
+    assert daily[("2026-01-22", "sales", "lead")] == (0, 0.0)
+    assert daily[("2026-01-22", "sales", "meeting")] == (1, 500.0)
+
+
+def test_time_travel_pipeline_then_and_the_waterfall(built):
+    run = built["then"]
+    assert run.success, run.exception
+    con = connect(run)
+    try:
+        then = rows(con, "select deal_key, stage, amount_reporting, pipeline_at from main.mart_pipeline_as_of "
+                         "order by 1")
+        waterfall = {c: r for c, *r in rows(con, """
+            select change_type, deals, amount_reporting, period_deals, period_amount_reporting
+            from main.mart_pipeline_waterfall where pipeline = 'all'""")}
+        kinds = dict(rows(con, "select deal_key, change_type from main.fct_pipeline_changes"))
+    finally:
+        con.close()
+    at = datetime(2026, 1, 16, 23, 59, 59)
+    assert then == [("crm:r2", "review", 600.0, at), ("crm:s1", "meeting", 1000.0, at),
+                    ("crm:s2", "proposal", pytest.approx(2200.0), at), ("crm:s3", "lead", 500.0, at),
+                    ("crm:s4", "lead", 800.0, at)]
+    # From the end of 01-25 to as_of, amounts at the 03-15 rate (EUR 1.25). s4 was lost then (it
+    # was reopened on 02-01); r3 s5 s7 s8 are new; s1 s2 won; r2 s3 lost. Q1 is the close period.
+    assert kinds == {"crm:r2": "lost", "crm:s1": "won", "crm:s2": "won", "crm:s3": "lost", "crm:s4": "reopened",
+                     "crm:r3": "new", "crm:s5": "new", "crm:s7": "new", "crm:s8": "new"}
+    expected = {
+        "opening": [4, 4600, 4, 4600], "new": [4, 5250, 1, 3000], "reopened": [1, 800, 1, 800],
+        "won": [2, -3500, 2, -3500], "lost": [2, -1100, 2, -1100], "closing": [5, 6050, 2, 3800],
+        "pushed": [0, 0, 0, 0], "pulled_in": [0, 0, 0, 0], "amount_changed": [0, 0, 0, 0],
+    }
+    for step, want in expected.items():
+        assert waterfall[step] == pytest.approx(want), step

@@ -93,3 +93,101 @@ def test_coverage_against_the_remaining_target():
 @pytest.mark.parametrize("coverage,status", [(None, "ok"), (3.0, "ok"), (2.99, "warn"), (1.0, "warn"), (0.99, "error")])
 def test_coverage_status_thresholds(coverage, status):
     assert coverage_status(coverage, required=3.0, critical=1.0) == status
+
+
+# ---------------------------------------------------------------- funnel-health checks (ml/health.py)
+
+from datetime import datetime  # noqa: E402
+
+from ml import health  # noqa: E402
+
+
+def forecast_rows(rows):
+    cols = ["period", "period_grain", "pipeline", "segment", "owner", "target", "booked", "expected",
+            "from_open_pipeline", "from_new_pipeline", "p10", "p90", "prob_hit_target", "method"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_prob_hit_target_check_passes_warns_and_errors():
+    ok = forecast_rows([
+        ("2026-Q4", "quarter", "all", None, None, 100.0, 0.0, 120.0, 120.0, 0.0, 90.0, 150.0, 0.8, "model"),
+        ("2026-Q4", "quarter", "all", None, None, 100.0, 0.0, 50.0, 50.0, 0.0, 20.0, 80.0, 0.02, "weighted_pipeline"),
+        ("2027-Q1", "quarter", "all", None, None, None, 0.0, 50.0, 50.0, 0.0, 20.0, 80.0, None, "model"),
+    ])
+    verdict = health.prob_hit_target(ok, floor=0.5)
+    assert verdict.passed and verdict.figures["rows_checked"] == 1  # the model rows; no target, no check
+    planted = pd.concat([ok, forecast_rows([
+        ("2026-12", "month", "A", None, None, 100.0, 0.0, 90.0, 90.0, 0.0, 60.0, 120.0, 0.35, "model")])])
+    verdict = health.prob_hit_target(planted, floor=0.5)
+    assert not verdict.passed and verdict.severity == health.WARN
+    assert list(verdict.rows["period"]) == ["2026-12"] and "35%" in verdict.summary
+    hopeless = pd.concat([planted, forecast_rows([
+        ("2027-Q1", "quarter", "B", None, None, 500.0, 0.0, 90.0, 90.0, 0.0, 60.0, 120.0, 0.0, "model")])])
+    assert health.prob_hit_target(hopeless, floor=0.5).severity == health.ERROR
+    # Without model rows the baseline is judged.
+    assert not health.prob_hit_target(ok[ok.method == "weighted_pipeline"], floor=0.5).passed
+
+
+def test_new_pipeline_check_flags_a_funnel_drying_up():
+    creation = pd.DataFrame({"pipeline": ["all", "A"], "created_last_28d": [40.0, 10.0],
+                             "expected_last_28d": [60.0, 20.0]})
+    rows = forecast_rows([
+        # open pipeline covers the target: nothing needed from new deals
+        ("2026-Q1", "quarter", "all", None, None, 100.0, 0.0, 130.0, 120.0, 10.0, 0, 0, 0.6, "model"),
+        # needs 50 from new deals, 60 expected: fine
+        ("2026-02", "month", "all", None, None, 100.0, 10.0, 100.0, 40.0, 60.0, 0, 0, 0.5, "model"),
+    ])
+    assert health.new_pipeline_need(rows, creation, ["2026-Q1", "2026-02"]).passed
+    short = pd.concat([rows, forecast_rows([
+        # needs 60 from new deals, 40 expected: 1.5x today's creation -> WARN
+        ("2026-02", "month", "A", None, None, 100.0, 0.0, 80.0, 40.0, 40.0, 0, 0, 0.3, "model")])])
+    verdict = health.new_pipeline_need(short, creation, ["2026-Q1", "2026-02"])
+    assert not verdict.passed and verdict.severity == health.WARN
+    assert verdict.rows.loc[0, "needed_creation_ratio"] == pytest.approx(1.5)
+    assert verdict.rows.loc[0, "created_last_28d"] == 10.0
+    dry = pd.concat([short, forecast_rows([
+        ("2026-Q1", "quarter", "A", None, None, 300.0, 0.0, 80.0, 40.0, 0.0, 0, 0, 0.0, "model")])])
+    assert health.new_pipeline_need(dry, creation, ["2026-Q1", "2026-02"]).severity == health.ERROR
+    # Periods that are not next are not judged.
+    assert health.new_pipeline_need(short, creation, ["2026-Q1"]).passed
+
+
+def test_stalled_share_check():
+    scores = pd.DataFrame({"pipeline": ["A"] * 4 + ["B"] * 4, "stage": ["s"] * 8,
+                           "amount_reporting": [10.0] * 8,
+                           "is_stalled": [True, False, False, False, True, True, True, False]})
+    verdict = health.stalled_share(scores, max_share=0.5)
+    assert not verdict.passed and "B 75%" in verdict.summary
+    table = verdict.rows.set_index("pipeline")
+    assert table.loc["all", "stalled_share"] == pytest.approx(0.5) and table.loc["A", "stalled_share"] == 0.25
+    assert health.stalled_share(scores, max_share=0.8).passed
+
+
+def test_export_freshness_uses_the_wall_clock_but_never_fails_a_replay():
+    now = datetime(2026, 11, 23, 9, 0)
+    assert health.export_freshness(datetime(2026, 11, 21, 23, 59), now, 3).passed
+    stale = health.export_freshness(datetime(2026, 11, 18, 23, 59), now, 3)
+    assert not stale.passed and "no export for 4 days" in stale.summary
+    assert health.export_freshness(datetime(2025, 1, 1), now, 3, replay_as_of="2025-01-01").passed
+    assert health.export_freshness(None, now, 3).severity == health.ERROR
+
+
+def test_where_a_short_pipeline_is_short():
+    # Stage "Demo" held 2 deals all year (two stays covering the window); now it holds none.
+    as_of = pd.Timestamp("2026-11-20")
+    stays = pd.DataFrame({
+        "pipeline": ["A", "A", "A"], "stage": ["Demo", "Demo", "Lead"], "stage_kind": ["open"] * 3,
+        "entered_at": [as_of - pd.Timedelta(days=400)] * 2 + [as_of - pd.Timedelta(days=73)],
+        "exited_at": [as_of - pd.Timedelta(days=1e-9), None, None]})
+    typical = health.typical_stage_counts(stays, as_of)
+    assert typical.set_index("stage").loc["Demo", "typical_open_deals"] == pytest.approx(2.0)
+    assert typical.set_index("stage").loc["Lead", "typical_open_deals"] == pytest.approx(0.2)
+    open_deals = pd.DataFrame({"pipeline": ["A", "A"], "stage": ["Lead", "Lead"], "amount_reporting": [30.0, 50.0]})
+    short = health.stage_shortfall(open_deals, typical)
+    assert list(short["stage"]) == ["Demo"] and short.loc[0, "short_deals"] == pytest.approx(2.0)
+    assert short.loc[0, "short_amount"] == pytest.approx(2 * 40.0)  # at the scope's average size
+    won = pd.DataFrame({"segment": ["SMB", "Ent", "Ent"], "amount_reporting": [100.0, 150.0, 150.0],
+                        "closed_at": [as_of - pd.Timedelta(days=30)] * 3})
+    period_open = pd.DataFrame({"segment": ["SMB", "SMB"], "amount_reporting": [500.0, 100.0]})
+    seg = health.segment_shortfall(period_open, won, required_pipeline=1000.0, as_of=as_of)
+    assert list(seg["segment"]) == ["Ent"] and seg.loc[0, "short_amount"] == pytest.approx(750.0)

@@ -25,7 +25,9 @@ AS_OF = datetime(2026, 5, 20, 23, 59, 59)
 def run(tmp_path_factory):
     home = tmp_path_factory.mktemp("ws")
     workspace = Workspace(home).create()
-    workspace.config_path.write_text("models_dir: models\n", encoding="utf-8")
+    # The weekly backtest runs with everything here: two origins keep it short.
+    workspace.config_path.write_text("models_dir: models\nbacktest_max_origins: 2\nbacktest_draws: 200\n",
+                                     encoding="utf-8")
     company = simulate_company(n_deals=2000, seed=11, end_date=END)
     write_canonical(company, workspace.inbox, home / "truth")
     defs = build_definitions(str(home))
@@ -96,7 +98,7 @@ def test_weighted_forecast_expected_matches_pandas(run):
     amount = deals.amount.astype(float) * deals.currency.map(lambda c: fx_to_usd(company, c, END))
     expected_open = float((amount * deals.crm_probability)[in_q2.to_numpy()].sum())
     row = con.execute("select booked, expected, p10, p50, p90 from main.revenue_forecast "
-                      "where period = '2026-Q2' and pipeline = 'all'").fetchone()
+                      "where period = '2026-Q2' and pipeline = 'all' and method = 'weighted_pipeline'").fetchone()
     booked, expected, p10, p50, p90 = map(float, row)
     assert expected - booked == pytest.approx(expected_open, rel=1e-6)
     assert booked <= p10 <= p50 <= p90
@@ -121,12 +123,13 @@ def test_read_commands_print_the_documented_json_keys(run, capsys):
     for command, keys in (("funnel", {"pipeline", "stage", "stage_order", "reached", "step_conversion",
                                       "cumulative_conversion", "lost_here"}),
                           ("forecast", {"period", "pipeline", "currency", "target", "booked", "expected",
-                                        "p10", "p50", "p90", "method"}),
+                                        "from_open_pipeline", "from_new_pipeline", "p10", "p50", "p90",
+                                        "prob_hit_target", "method"}),
                           ("coverage", {"period", "pipeline", "target", "booked", "open_pipeline", "coverage",
                                         "required_coverage", "status"})):
         assert main([command, "--workspace", str(workspace.home), "--format", "json"]) == 0
         rows = json.loads(capsys.readouterr().out)
-        assert rows and set(rows[0]) == keys, command
+        assert rows and keys <= set(rows[0]), command
 
 
 def test_reading_an_empty_workspace_is_one_clear_error(tmp_path, capsys):
@@ -167,3 +170,40 @@ def test_evaluate_prints_the_model_figures_beside_the_baselines(run, capsys):
     assert main(["deals", "--open", "--workspace", str(workspace.home), "--format", "json", "--limit", "5"]) == 0
     deals = json.loads(capsys.readouterr().out)
     assert len(deals) == 5 and {"p_win", "expected_close_date", "is_stalled", "top_drivers"} <= set(deals[0])
+
+
+def test_model_forecast_adds_up_and_the_baseline_stays_available(run, capsys):
+    _, workspace, result, con = run
+    f = con.execute("select * from main.revenue_forecast").df()
+    assert set(f.method) == {"model", "weighted_pipeline"}
+    model = f[f.method == "model"]
+    assert np.allclose(model.expected, model.booked + model.from_open_pipeline + model.from_new_pipeline)
+    assert (model.from_new_pipeline > 0).all() and (model.p10 <= model.p50).all() and (model.p50 <= model.p90).all()
+    # Both methods read the same bookings; each pipeline's rows add up to 'all' in expectation.
+    for method, rows in f.groupby("method"):
+        q = rows[rows.period == "2026-Q2"].set_index("pipeline")
+        assert q.loc["all", "expected"] == pytest.approx(q.drop(index="all").expected.sum(), rel=1e-9), method
+    targeted = model[model.target.notna()]
+    assert len(targeted) and targeted.prob_hit_target.between(0, 1).all()
+    assert main(["forecast", "--workspace", str(workspace.home), "--format", "json"]) == 0
+    assert {r["method"] for r in json.loads(capsys.readouterr().out)} == {"model"}
+    assert main(["forecast", "--workspace", str(workspace.home), "--format", "json", "--method", "all"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(f)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {"prob_hit_target_above_floor", "new_pipeline_meets_target_need", "stalled_share_within_limit",
+            "exports_are_fresh", "model_beats_baselines"} <= set(checks)
+    # The demo's exports are dated END, long before today's wall clock: stale, but not on a replay.
+    assert not checks["exports_are_fresh"].passed
+
+
+def test_backtest_command_prints_origins_and_metrics(run, capsys):
+    _, workspace, _, con = run
+    results = con.execute("select * from main.backtest_results").df()
+    assert set(results.method) == {"model", "weighted_pipeline", "stage_win_rate", "seasonal_naive"}
+    assert results.origin.nunique() == 2
+    assert main(["backtest", "--workspace", str(workspace.home), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["origins"]) == len(results)
+    assert {"method", "horizon", "wape", "bias", "interval_coverage", "n_origins"} <= set(out["metrics"][0])
+    model = [m for m in out["metrics"] if m["method"] == "model" and m["horizon"] == "month+0"][0]
+    assert model["n_origins"] == 2 and 0 <= model["interval_coverage"] <= 1

@@ -68,3 +68,24 @@
     {%- endif -%}
     '{{ currency }}'
 {%- endmacro %}
+
+
+{#
+  A source table that older warehouses may not have yet (the value histories): the relation when
+  it exists, else an empty relation with the given columns ({name: type}), so the models build
+  and the marts say "no history" instead of failing.
+#}
+{% macro source_or_empty(source_name, table_name, columns) -%}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- if execute and load_relation(relation) is none -%}
+        (
+            select
+            {%- for name, type in columns.items() %}
+                {{ dbt.cast('null', type) }} as {{ name }}{% if not loop.last %},{% endif %}
+            {%- endfor %}
+            where 1 = 0
+        )
+    {%- else -%}
+        {{ relation }}
+    {%- endif -%}
+{%- endmacro %}

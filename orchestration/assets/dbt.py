@@ -41,6 +41,10 @@ class VoronkaDbtTranslator(DagsterDbtTranslator):
                 return f"dbt_{layer}"
         return "dbt"
 
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]):
+        # Owners set in the dbt project (meta or group) win; else the analytics engineers.
+        return super().get_owners(dbt_resource_props) or ["team:analytics-engineering"]
+
 
 def dbt_vars(as_of: str, reporting_currency: str) -> str:
     return json.dumps({"as_of": as_of, "reporting_currency": reporting_currency})

@@ -1,16 +1,25 @@
-"""Forecast, coverage and alerts: thin assets over ml/ and orchestration/alerts/."""
+"""Forecast, coverage, funnel-health checks and alerts: thin assets over ml/ and
+orchestration/alerts/."""
 
+from datetime import datetime
 
 import dagster as dg
 import pandas as pd
 
+from ml import health
 from ml.coverage import pipeline_coverage as compute_coverage
-from ml.forecast import weighted_pipeline_forecast
+from ml.features import prepare
+from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
+from ml.periods import current_and_next
 from orchestration.alerts import notify_coverage
+from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import read_table, replace_table
+from orchestration.warehouse_queries import (canonical_frames, read_table, replace_table, table_exists)
 
 MARTS = [dg.AssetKey("mart_pipeline_snapshot"), dg.AssetKey("mart_bookings"), dg.AssetKey("mart_targets")]
+RAW_DEALS = dg.AssetKey(["raw", "deals"])
+CREATION_COLUMNS = ["pipeline", "created_last_28d", "expected_last_28d", "expected_next_28d", "growth_per_year",
+                    "rate_cv"]
 
 
 def _inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -19,6 +28,7 @@ def _inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def _markdown(frame: pd.DataFrame, columns: list[str]) -> str:
+    columns = [c for c in columns if c in frame]
     shown = frame[columns].copy()
     for c in shown.select_dtypes("float").columns:
         shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}")
@@ -26,32 +36,188 @@ def _markdown(frame: pd.DataFrame, columns: list[str]) -> str:
     return header + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False))
 
 
-@dg.asset(group_name="forecast", deps=MARTS,
-          description="Revenue per period (this/next month and quarter) and pipeline: booked, "
-                      "expected, P10/P50/P90 and P(hit target). Method: weighted pipeline (baseline).")
+def _scoped(con, as_of: datetime, deals: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Targets scoped to a segment or an owner (mart_targets holds only company-wide ones), in
+    the reporting currency at the as-of date's rate, and what those scopes booked so far
+    (won deals from the canonical frames, at the as-of rate)."""
+    empty_t = pd.DataFrame(columns=["period", "pipeline", "segment", "owner", "target_amount_reporting"])
+    empty_b = pd.DataFrame(columns=["period", "pipeline", "segment", "owner", "won_amount_reporting"])
+    if not table_exists(con, "main.stg_crm__targets") or not table_exists(con, "main.int_fx_rates_triangulated"):
+        return empty_t, empty_b
+    day = as_of.date().isoformat()
+    targets = con.execute(
+        """
+        select t.period, coalesce(t.scope_pipeline, 'all') as pipeline, t.scope_segment as segment,
+               t.scope_owner as owner, sum(cast(t.target_amount as double) * fx.rate_to_reporting)
+               as target_amount_reporting
+        from main.stg_crm__targets t
+        left join main.int_fx_rates_triangulated fx
+          on fx.currency = t.currency and cast(? as date) >= fx.valid_from
+         and (fx.valid_to is null or cast(? as date) < fx.valid_to)
+        where t.scope_segment is not null or t.scope_owner is not null
+        group by all
+        """, [day, day]).df()
+    labels = {p.label for p in current_and_next(as_of.date())}
+    targets = targets[targets["period"].isin(labels)].reset_index(drop=True)
+    if targets.empty or deals is None:
+        return (targets if len(targets) else empty_t), empty_b
+    won = deals[(deals["outcome"] == "won") & (pd.to_datetime(deals["closed_at"]) <= pd.Timestamp(as_of))]
+    rows = []
+    for t in targets.itertuples():
+        period = next(p for p in current_and_next(as_of.date()) if p.label == t.period)
+        closed = pd.to_datetime(won["closed_at"]).dt.date
+        m = (closed >= period.start) & (closed <= period.end)
+        if t.pipeline != ALL:
+            m &= won["pipeline"] == t.pipeline
+        if t.segment is not None and not pd.isna(t.segment):
+            m &= won["segment"] == t.segment
+        if t.owner is not None and not pd.isna(t.owner):
+            m &= won["owner"] == t.owner
+        rows.append({"period": t.period, "pipeline": t.pipeline, "segment": t.segment, "owner": t.owner,
+                     "won_amount_reporting": float(won.loc[m, "amount_reporting"].fillna(0).sum())})
+    return targets, pd.DataFrame(rows, columns=empty_b.columns)
+
+
+def _model_rows(context, workspace: WorkspaceResource, frames: dict, as_of: datetime, bookings: pd.DataFrame,
+                targets: pd.DataFrame, config) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """(model forecast rows, creation figures); (None, empty) when no model was ever trained —
+    the baseline rows are written alone then."""
+    from ml.registry import ModelStore
+
+    store = ModelStore(workspace.workspace.models_dir())
+    try:
+        win, _, win_in_use = _load_in_use(store, WIN_MODEL)
+        ttc, _, _ = _load_in_use(store, TIME_TO_CLOSE)
+    except dg.Failure as err:
+        context.log.warning(f"model forecast skipped: {err.description}")
+        return None, pd.DataFrame(columns=CREATION_COLUMNS)
+    timeline = prepare(frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of)
+    inputs = score_forecast_inputs(timeline, win.model if win_in_use else win.baseline, ttc, as_of,
+                                   seed=config.seed)
+    forecast = model_forecast(inputs.open_deals, inputs.close_given_win, bookings, targets, as_of,
+                              config.reporting_currency, new=inputs.new, draws=config.forecast_draws,
+                              seed=config.seed, correlation=config.forecast_deal_correlation)
+    creation = pd.DataFrame([{"pipeline": p, "created_last_28d": f["created_last_28d"],
+                              "expected_last_28d": f["expected_last_28d"], "expected_next_28d": f["next_28d"],
+                              "growth_per_year": f["growth_per_year"], "rate_cv": inputs.new.rate_cv.get(p)}
+                             for p, f in inputs.new.fit.items()], columns=CREATION_COLUMNS)
+    if len(creation):
+        total = creation[["created_last_28d", "expected_last_28d", "expected_next_28d"]].sum()
+        creation = pd.concat([creation, pd.DataFrame([{"pipeline": ALL, **total.to_dict()}])], ignore_index=True)
+    return forecast, creation
+
+
+@dg.asset(group_name="forecast", deps=[*MARTS, deal_scores], owners=["team:data-science"],
+          description="Revenue per period (this/next month and quarter) and scope (all, each pipeline; "
+                      "segment/owner when they have targets): booked, expected (from the open pipeline "
+                      "and from deals not yet created), P10/P50/P90 and P(hit target). Two methods: "
+                      "'model' (win model x time to close, Monte Carlo; the default) and "
+                      "'weighted_pipeline' (CRM probability x amount; the baseline).")
 def revenue_forecast(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     config = workspace.config()
     as_of = workspace.as_of_time()
     with workspace.connect() as con:
         snapshot, bookings, targets = _inputs(con)
-        forecast = weighted_pipeline_forecast(
+        frames = canonical_frames(con, as_of)
+        scoped_targets, scoped_bookings = _scoped(con, as_of, frames["deals"])
+        if len(scoped_targets):
+            targets = pd.concat([targets, scoped_targets], ignore_index=True)
+            bookings = pd.concat([bookings, scoped_bookings], ignore_index=True)
+        model, creation = _model_rows(context, workspace, frames, as_of, bookings, targets, config)
+        weighted = weighted_pipeline_forecast(
             snapshot, bookings, targets, as_of.date(), config.reporting_currency,
             draws=config.forecast_draws, seed=config.seed)
+        forecast = pd.concat([f for f in (model, weighted) if f is not None], ignore_index=True)[FORECAST_COLUMNS]
         forecast.insert(0, "as_of", as_of)
         replace_table(con, "main.revenue_forecast", forecast)
-    quarter = forecast[(forecast.period_grain == "quarter") & (forecast.pipeline == "all")].iloc[0]
+        creation.insert(0, "as_of", as_of)
+        replace_table(con, "main.new_pipeline_creation", creation)
+    shown = health.preferred_method(forecast)
+    quarter = shown[(shown.period_grain == "quarter") & (shown.pipeline == ALL) & shown.segment.isna()
+                    & shown.owner.isna()].iloc[0]
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(forecast),
         "as_of": str(as_of),
+        "method_shown": str(quarter.method),
         "this_quarter": quarter.period,
+        "this_quarter_expected": float(quarter.expected),
         "this_quarter_p50": float(quarter.p50),
         "this_quarter_p10_p90": f"{quarter.p10:,.0f} – {quarter.p90:,.0f} {config.reporting_currency}",
-        "forecast": dg.MetadataValue.md(_markdown(forecast, ["period", "pipeline", "target", "booked",
-                                                              "expected", "p10", "p50", "p90"])),
+        "this_quarter_prob_hit_target": None if pd.isna(quarter.prob_hit_target) else float(quarter.prob_hit_target),
+        "forecast": dg.MetadataValue.md(_markdown(forecast, ["period", "pipeline", "segment", "owner", "method",
+                                                              "target", "booked", "from_open_pipeline",
+                                                              "from_new_pipeline", "expected", "p10", "p50", "p90",
+                                                              "prob_hit_target"])),
     })
 
 
-@dg.asset(group_name="forecast", deps=MARTS,
+def _check_result(verdict: health.Health, **extra) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR if verdict.severity == health.ERROR else dg.AssetCheckSeverity.WARN,
+        description=verdict.summary,
+        metadata={"summary": verdict.summary, **{k: v for k, v in verdict.figures.items() if v is not None},
+                  **({"rows": dg.MetadataValue.md(_markdown(verdict.rows, list(verdict.rows.columns)))}
+                     if len(verdict.rows) else {}), **extra},
+    )
+
+
+@dg.asset_check(asset=revenue_forecast, name="prob_hit_target_above_floor",
+                description="WARN when P(revenue >= target) of this or next month/quarter is below "
+                            "min_prob_hit_target; ERROR when the target is above the forecast's P90.")
+def prob_hit_target_above_floor(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    with workspace.connect(read_only=True) as con:
+        forecast = read_table(con, "main.revenue_forecast")
+    return _check_result(health.prob_hit_target(forecast, workspace.config().min_prob_hit_target))
+
+
+@dg.asset_check(asset=revenue_forecast, name="new_pipeline_meets_target_need",
+                description="The funnel is drying up: the deals being created bring less than next "
+                            "month's/quarter's target still needs beyond the open pipeline. WARN, ERROR "
+                            "when the target needs more than twice today's creation rate.")
+def new_pipeline_meets_target_need(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    with workspace.connect(read_only=True) as con:
+        forecast = read_table(con, "main.revenue_forecast")
+        creation = (read_table(con, "main.new_pipeline_creation")
+                    if table_exists(con, "main.new_pipeline_creation") else pd.DataFrame())
+    as_of = pd.Timestamp(forecast["as_of"].iloc[0]).date() if len(forecast) else workspace.as_of_time().date()
+    _, next_month, _, next_quarter = current_and_next(as_of)
+    verdict = health.new_pipeline_need(forecast, creation, [next_month.label, next_quarter.label])
+    extra = {}
+    if len(creation):
+        extra["creation"] = dg.MetadataValue.md(_markdown(creation, CREATION_COLUMNS))
+    return _check_result(verdict, **extra)
+
+
+@dg.asset_check(asset=deal_scores, name="stalled_share_within_limit",
+                description="WARN when the share of open deals stalled in their stage (longer than the "
+                            "stage's p90) is above max_stalled_share, overall or in a pipeline.")
+def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    with workspace.connect(read_only=True) as con:
+        scores = read_table(con, "main.deal_scores")
+    verdict = health.stalled_share(scores, workspace.config().max_stalled_share)
+    stages = (scores[scores["is_stalled"]].groupby(["pipeline", "stage"]).size().sort_values(ascending=False)
+              .head(10).rename("stalled_deals").reset_index())
+    return _check_result(verdict, most_stalled_stages=dg.MetadataValue.md(
+        _markdown(stages, ["pipeline", "stage", "stalled_deals"])) if len(stages) else "none")
+
+
+@dg.asset_check(asset=RAW_DEALS, name="exports_are_fresh",
+                description="WARN when the newest export (exported_at, else the newest event) is older "
+                            "than max_export_age_days by the wall clock at run time. A replay (--as-of) "
+                            "analyses old data on purpose and never fails.")
+def exports_are_fresh(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    from orchestration.warehouse_queries import newest_data_time
+
+    with workspace.connect(read_only=True) as con:
+        has_rows = con.execute("select count(*) from raw.deals").fetchone()[0] > 0
+        newest = newest_data_time(con) if has_rows else None
+    verdict = health.export_freshness(newest, datetime.utcnow(), workspace.config().max_export_age_days,
+                                      replay_as_of=workspace.as_of)
+    return _check_result(verdict)
+
+
+@dg.asset(group_name="forecast", deps=MARTS, owners=["team:data-science"],
           description="Open pipeline expected to close in each period / remaining target, "
                       "against the required coverage.")
 def pipeline_coverage(workspace: WorkspaceResource) -> dg.MaterializeResult:
@@ -71,29 +237,77 @@ def pipeline_coverage(workspace: WorkspaceResource) -> dg.MaterializeResult:
     })
 
 
+def coverage_detail(con, coverage: pd.DataFrame, as_of) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Where the short scopes are short: (stages, segments) — see ml.health."""
+    from ml.forecast import assign_period
+    from ml.periods import parse_period
+
+    short = coverage[coverage.status != "ok"]
+    if short.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    snapshot = read_table(con, "main.mart_pipeline_snapshot")
+    stays = con.execute("select pipeline, stage, stage_kind, entered_at, exited_at "
+                        "from main.fct_stage_transitions").df()
+    typical = health.typical_stage_counts(stays, as_of)
+    frames = canonical_frames(con, pd.Timestamp(as_of).to_pydatetime())
+    won = frames["deals"][frames["deals"]["outcome"] == "won"]
+    stages, segments = [], []
+    for r in short.itertuples():
+        scope = f"{r.period} {r.pipeline}"
+        deals = snapshot if r.pipeline == ALL else snapshot[snapshot["pipeline"] == r.pipeline]
+        st = health.stage_shortfall(deals, typical, r.pipeline)
+        stages.append(st.assign(scope=scope))
+        due = assign_period(deals["expected_close_date"], parse_period(r.period), pd.Timestamp(as_of).date())
+        in_period = deals[due]
+        w = won if r.pipeline == ALL else won[won["pipeline"] == r.pipeline]
+        sg = health.segment_shortfall(in_period, w, r.required_coverage * r.gap, as_of)
+        segments.append(sg.assign(scope=scope))
+    return (pd.concat(stages, ignore_index=True) if stages else pd.DataFrame(),
+            pd.concat(segments, ignore_index=True) if segments else pd.DataFrame())
+
+
 @dg.asset_check(asset=pipeline_coverage, name="coverage_meets_requirement",
-                description="WARN below the required coverage, ERROR below the critical coverage.")
+                description="WARN below the required coverage, ERROR below the critical coverage. "
+                            "Metadata: the short scopes, their shortfall in money, and the stages and "
+                            "segments where the pipeline is short.")
 def coverage_meets_requirement(workspace: WorkspaceResource) -> dg.AssetCheckResult:
     with workspace.connect(read_only=True) as con:
         coverage = read_table(con, "main.pipeline_coverage")
-    short = coverage[coverage.status != "ok"]
+        short = coverage[coverage.status != "ok"]
+        as_of = coverage["as_of"].iloc[0] if len(coverage) else workspace.as_of_time()
+        try:
+            stages, segments = coverage_detail(con, coverage, as_of)
+        except Exception as err:  # the detail is a help; it never hides the verdict
+            stages, segments = pd.DataFrame(), pd.DataFrame()
+            dg.get_dagster_logger().warning(f"coverage detail not computed: {err}")
     severity = (dg.AssetCheckSeverity.ERROR if (short.status == "error").any()
                 else dg.AssetCheckSeverity.WARN)
+    scopes = [f"{r.period} {r.pipeline}" for r in short.itertuples()]
     return dg.AssetCheckResult(
         passed=short.empty,
         severity=severity,
         metadata={
             "rows_checked": len(coverage),
             "rows_below_required": len(short),
+            "scopes_short": ", ".join(scopes) if scopes else "none",
             "worst_coverage": float(short.coverage.min()) if len(short) and short.coverage.notna().any() else None,
             "shortfall_total": float(short[short.period_grain == "quarter"].shortfall.sum()),
-            "short": dg.MetadataValue.md(_markdown(short, ["period", "pipeline", "coverage", "shortfall", "status"]))
+            "short": dg.MetadataValue.md(_markdown(short, ["period", "pipeline", "target", "booked", "gap",
+                                                           "open_pipeline", "coverage", "shortfall", "status"]))
             if len(short) else "none",
+            "short_stages": dg.MetadataValue.md(_markdown(stages, ["scope", "pipeline", "stage", "open_deals",
+                                                                   "typical_open_deals", "short_deals",
+                                                                   "short_amount"]))
+            if len(stages) else "none",
+            "short_segments": dg.MetadataValue.md(_markdown(segments, ["scope", "segment", "open_pipeline",
+                                                                       "share_of_bookings", "needed_pipeline",
+                                                                       "short_amount"]))
+            if len(segments) else "none",
         },
     )
 
 
-@dg.asset(group_name="alerts", deps=[pipeline_coverage],
+@dg.asset(group_name="alerts", deps=[pipeline_coverage], owners=["team:revenue-operations"],
           description="Alerts the configured sinks when coverage turns short, reminds while it stays "
                       "short and sends a recovery notice when it is back (state in alerts/state.json).")
 def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:

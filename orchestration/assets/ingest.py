@@ -17,7 +17,8 @@ def inbox_files(workspace: WorkspaceResource) -> list:
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(key, group_name="ingest", description=f"raw.{table}: canonical {table} "
+    specs=[dg.AssetSpec(key, group_name="ingest", owners=["team:data-engineering"],
+                        description=f"raw.{table}: canonical {table} "
                         "from every export in the inbox (bad rows go to raw.quarantine)")
            for table, key in RAW_KEYS.items()],
     can_subset=False,

@@ -22,9 +22,11 @@ def _headline(report: dict, keys: tuple) -> dict:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(WIN_MODEL, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+                     owners=["team:data-science"],
                      description="P(won | state): gradient boosting + calibration, gated against "
                                  "the stage win-rate baseline."),
         dg.AssetSpec(TIME_TO_CLOSE, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+                     owners=["team:data-science"],
                      description="P(closes won within h days | state): cause-specific Cox by stage, "
                                  "gated against Aalen–Johansen by stage."),
     ],
@@ -59,6 +61,7 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
 
 
 @dg.asset(group_name="models", deps=[WIN_MODEL, TIME_TO_CLOSE, "fct_stage_transitions"],
+          owners=["team:data-science"],
           description="Every open deal: p_win (and the stage baseline's), expected close date, "
                       "P(closing won this/next quarter), stalled flag and top drivers.")
 def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
@@ -82,6 +85,8 @@ def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
         "time_to_close_version": ttc_card["version"] + ("" if ttc_in_use else " (did not pass the gate)"),
         "mean_p_win": float(scores["p_win"].mean()) if len(scores) else None,
         "stalled_deals": int(scores["is_stalled"].sum()),
+        "open_pipeline_reporting": float(scores["amount_reporting"].fillna(0).sum()),
+        "stage_durations_rows": len(durations),
     })
 
 
@@ -112,3 +117,50 @@ def model_evaluation(store: ModelStore) -> dict:
                 **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
         out[key] = {"version": version, **_headline(flat, keys)}
     return out
+
+
+BACKTEST = "forecast_backtest"
+
+
+@dg.asset(name=BACKTEST, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+          owners=["team:data-science"],
+          check_specs=[dg.AssetCheckSpec("model_beats_baselines", asset=BACKTEST,
+                                         description="WARN when the model forecast's WAPE is not below "
+                                                     "every baseline's at every horizon.")],
+          description="Rolling-origin backtest of the revenue forecast (weekly): at each month start "
+                      "the pipeline as it was, models trained on what was known then, every method's "
+                      "forecast against what was booked. main.backtest_results; WAPE, bias, P10–P90 "
+                      "coverage and pinball loss per method and horizon in the metadata.")
+def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
+    from ml.backtest import METHODS, run_backtest
+
+    config = workspace.config()
+    as_of = workspace.as_of_time()
+    with workspace.connect(read_only=True) as con:
+        frames = canonical_frames(con, as_of)
+    backtest = run_backtest(frames["deals"], frames["stage_events"], frames["pipeline_stages"],
+                            max_origins=config.backtest_max_origins, draws=config.backtest_draws,
+                            seed=config.seed, correlation=config.forecast_deal_correlation, data_end=as_of,
+                            progress=context.log.info)
+    results = backtest.results.copy()
+    results.insert(0, "as_of", as_of)
+    with workspace.connect() as con:
+        replace_table(con, "main.backtest_results", results)
+    metrics = backtest.metrics
+    model = metrics[metrics["method"] == "model"].set_index("horizon")["wape"]
+    baselines = metrics[metrics["method"] != "model"].groupby("horizon")["wape"].min()
+    losing = [h for h in model.index if h in baselines.index and not model[h] < baselines[h]]
+    table = ("| method | horizon | wape | bias | coverage | pinball | origins |\n|---|---|---|---|---|---|---|\n"
+             + "\n".join(f"| {r.method} | {r.horizon} | {r.wape:.3f} | {r.bias:+.3f} | {r.interval_coverage:.0%} "
+                         f"| {r.pinball_loss:.3f} | {r.n_origins} |"
+                         for r in metrics.dropna(subset=["wape"]).itertuples()))
+    headline = {f"model_wape_{h.replace('+', '_')}": round(float(v), 4) for h, v in model.items()}
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": len(results), "origins": len(backtest.origins),
+                  "methods": ", ".join(METHODS), **backtest.info, **headline,
+                  "metrics": dg.MetadataValue.md(table)},
+        check_results=[dg.AssetCheckResult(
+            check_name="model_beats_baselines", passed=not losing and len(model) > 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"horizons_not_beaten": ", ".join(losing) if losing else "none",
+                      "horizons_scored": len(model), "metrics": dg.MetadataValue.md(table)})])

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 OUTCOMES = ("open", "won", "lost")
 STAGE_KINDS = ("open", "won", "lost")
 EVENT_ORIGINS = ("history", "snapshot_diff", "created", "inferred")
+# Stage events the loader derives from snapshots have keys with this prefix, so a rebuild can
+# find and replace exactly them (a CRM's own events are keyed by a plain hash).
+SNAPSHOT_EVENT_PREFIX = "snap-"
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,24 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("quote_currency", "VARCHAR", True),
         ("rate", "DOUBLE", True),
     ),
-    # Expected-close-date changes (Salesforce OpportunityHistory): slippage is measured from it.
+    # Expected-close-date changes (Salesforce OpportunityHistory, or successive deal exports):
+    # slippage is measured from it. origin: 'history' (a CRM's history export; the loader sets it
+    # when a reader leaves it empty) or 'snapshot_diff' (the loader comparing deal exports).
     "close_date_history": _cols(
         ("deal_key", "VARCHAR", True),
         ("changed_at", "TIMESTAMP", True),
         ("expected_close_date", "DATE"),
         ("export_file", "VARCHAR", True),
+        ("origin", "VARCHAR"),
+    ),
+    # Amount changes, as close_date_history: the value from changed_at on.
+    "amount_history": _cols(
+        ("deal_key", "VARCHAR", True),
+        ("changed_at", "TIMESTAMP", True),
+        ("amount", "DECIMAL(18,2)"),
+        ("currency", "VARCHAR"),
+        ("export_file", "VARCHAR", True),
+        ("origin", "VARCHAR"),
     ),
     "marketing_spend": _cols(
         ("month", "VARCHAR", True),  # 2026-01
@@ -114,6 +129,44 @@ QUARANTINE = _cols(
     ("raw_row", "JSON"),
     ("reason", "VARCHAR"),
 )
+# Every sighting of a deal in a deals export: the snapshot successive exports are compared
+# from. is_quarantined: the deal is in the file but its row was quarantined (seen, no values).
+DEAL_SNAPSHOTS = _cols(
+    ("deal_key", "VARCHAR"),
+    ("source_system", "VARCHAR"),
+    ("pipeline", "VARCHAR"),
+    ("exported_at", "TIMESTAMP"),
+    ("export_file", "VARCHAR"),
+    ("current_stage", "VARCHAR"),
+    ("outcome", "VARCHAR"),
+    ("amount", "DECIMAL(18,2)"),
+    ("currency", "VARCHAR"),
+    ("expected_close_date", "DATE"),
+    ("created_at", "TIMESTAMP"),
+    ("closed_at", "TIMESTAMP"),
+    ("is_deleted", "BOOLEAN"),
+    ("merged_into", "VARCHAR"),
+    ("is_quarantined", "BOOLEAN"),
+)
+# One row per deals export and pipeline it covers; a full export flags the pipeline's deals it
+# does not carry as missing.
+DEAL_EXPORTS = _cols(
+    ("export_file", "VARCHAR"),
+    ("source_system", "VARCHAR"),
+    ("pipeline", "VARCHAR"),
+    ("exported_at", "TIMESTAMP"),
+    ("deals", "BIGINT"),
+    ("is_full", "BOOLEAN"),
+)
+# Columns of raw.deals the loader derives after every deals export (no reader gives them):
+# is_deleted: the newest sighting of the deal marks it deleted or merged (marts leave it out);
+# merged_into: the deal_key it was merged into; missing_since_export: the first full export of
+# its pipeline, newer than the deal's last sighting, that does not carry it (null = not missing).
+DEAL_FLAGS = _cols(
+    ("is_deleted", "BOOLEAN"),
+    ("merged_into", "VARCHAR"),
+    ("missing_since_export", "VARCHAR"),
+)
 
 # Keys: a newer export of the same entity replaces the older row instead of duplicating it.
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -124,6 +177,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "fx_rates": ("rate_date", "currency", "quote_currency"),
     "marketing_spend": ("month", "lead_source"),
     "close_date_history": ("deal_key", "changed_at"),
+    "amount_history": ("deal_key", "changed_at"),
 }
 
 
@@ -161,3 +215,7 @@ class ParsedExport:
     frames: dict
     rejected: list
     warnings: list | None = None
+    # A deals export is taken as a full export of every pipeline it has rows of (deals of those
+    # pipelines it does not carry are flagged missing); a reader or caller that knows the export
+    # is filtered (a saved view, "my deals") sets partial=True and nothing is flagged missing.
+    partial: bool = False

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.ingest.canonical import INGEST_LOG, QUARANTINE, TABLES, Column
+from orchestration.ingest.canonical import (
+    DEAL_EXPORTS,
+    DEAL_FLAGS,
+    DEAL_SNAPSHOTS,
+    INGEST_LOG,
+    QUARANTINE,
+    TABLES,
+    Column,
+)
 
 RAW_SCHEMA = "raw"
+
+# Columns a table has beyond its canonical ones: derived by the loader, never read from a file.
+EXTRA_COLUMNS: dict[str, tuple[Column, ...]] = {"deals": DEAL_FLAGS}
+
+# The loader's own tables, beside the canonical ones.
+BOOKKEEPING: dict[str, tuple[Column, ...]] = {
+    "ingest_log": INGEST_LOG,
+    "quarantine": QUARANTINE,
+    "deal_snapshots": DEAL_SNAPSHOTS,
+    "deal_exports": DEAL_EXPORTS,
+}
 
 
 def _ddl(table: str, columns: tuple[Column, ...]) -> str:
@@ -15,9 +34,20 @@ def _ddl(table: str, columns: tuple[Column, ...]) -> str:
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema and every raw table if they do not exist yet (idempotent)."""
+    """Create the raw schema and every raw table if they do not exist yet (idempotent).
+
+    A warehouse made by an older version gets the columns added since (null until the next load
+    that derives them)."""
     con.execute(f"create schema if not exists {RAW_SCHEMA}")
-    for table, columns in TABLES.items():
-        con.execute(_ddl(table, columns))
-    con.execute(_ddl("ingest_log", INGEST_LOG))
-    con.execute(_ddl("quarantine", QUARANTINE))
+    existing: dict[str, set] = {}
+    for table, column in con.execute("select table_name, column_name from information_schema.columns "
+                                     "where table_schema = ?", [RAW_SCHEMA]).fetchall():
+        existing.setdefault(table, set()).add(column)
+    for table, columns in {**TABLES, **BOOKKEEPING}.items():
+        every = columns + EXTRA_COLUMNS.get(table, ())
+        if table not in existing:
+            con.execute(_ddl(table, every))
+            continue
+        for column in every:
+            if column.name not in existing[table]:
+                con.execute(f"alter table {RAW_SCHEMA}.{table} add column {column.name} {column.sql_type}")

@@ -3,5 +3,6 @@
 
 from orchestration.simulator.canonical_writer import write_canonical
 from orchestration.simulator.company import SimulatedCompany, simulate_company
+from orchestration.simulator.native_writers import CRMS, EXPORT_TIMEZONES, write_native
 
-__all__ = ["SimulatedCompany", "simulate_company", "write_canonical"]
+__all__ = ["CRMS", "EXPORT_TIMEZONES", "SimulatedCompany", "simulate_company", "write_canonical", "write_native"]

@@ -1,6 +1,10 @@
 with
 
-source as (select * from {{ source('raw', 'deals') }}),
+source as (
+    select * from {{ source('raw', 'deals') }}
+    -- a deal the CRM marks deleted or merged stays in raw (flagged by the loader), not in the marts
+    where not coalesce(is_deleted, false)
+),
 
 renamed as (
     select

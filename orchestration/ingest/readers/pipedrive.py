@@ -184,6 +184,21 @@ def _flow_items(data) -> list | None:
     return items
 
 
+def _related_stages(data) -> dict:
+    """deal id -> its stage id from the responses' `related_objects.deal` (the deal as it is now:
+    the stage of a deal whose flow has no stage change, i.e. the stage it was created in)."""
+    if isinstance(data, dict) and not isinstance(data.get("data"), list):
+        data = list(data.values())
+    out = {}
+    for response in data if isinstance(data, list) else [data]:
+        related = response.get("related_objects") if isinstance(response, dict) else None
+        deals = related.get("deal") if isinstance(related, dict) else None
+        for key, deal in (deals.items() if isinstance(deals, dict) else ()):
+            if isinstance(deal, dict) and deal.get("stage_id") is not None:
+                out[str(deal.get("id", key))] = str(deal["stage_id"])
+    return out
+
+
 def read_flow(doc: RawJson, ctx: Context):
     items = _flow_items(doc.data) or []
     records, positions = [], []
@@ -221,13 +236,16 @@ def read_flow(doc: RawJson, ctx: Context):
     rows.reject(~is_stage & new.notna() & status.isna(), "unknown outcome '" + new.fillna("")
                 + "' (field new_value of a status change; expected open, won or lost)")
     # The stage a deal is in when its status changes: its latest stage change, else the stage
-    # it left (old_value), else the only pipeline.
+    # it left (old_value), else its stage in the response's related_objects (a deal with no
+    # stage change never left it), else the only pipeline.
     order = pd.DataFrame({"deal": deal, "at": at, "stage_id": new.where(is_stage)})
     order = order.sort_values(["deal", "at"], kind="stable")
     current = order.groupby("deal")["stage_id"].ffill()
     current = current.reindex(rows.raw.index)
     first_old = rows.raw["old_value"].where(is_stage).groupby(deal).transform("first")
     current = current.fillna(first_old.where(first_old.isin(by_id.index)))
+    related = deal.map(_related_stages(doc.data))
+    current = current.fillna(related.where(related.isin(by_id.index)))
     stage_name = new.map(by_id["stage"])
     pipe = new.map(by_id["pipeline"]).fillna(current.map(by_id["pipeline"]))
     if stages["pipeline"].nunique() == 1:

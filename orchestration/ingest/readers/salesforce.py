@@ -1,7 +1,8 @@
 """Salesforce: Data Loader / weekly Data Export CSVs, API field names as headers.
 
 - `Opportunity.csv` -> deals. Outcome from `IsClosed`/`IsWon`; `CloseDate` is the expected close
-  of an open deal and the close (at midnight) of a closed one; `IsDeleted` rows are rejected.
+  of an open deal and the close (at midnight; at its creation time if it closed the day it was
+  created) of a closed one; `IsDeleted` rows are rejected.
 - `OpportunityHistory.csv` -> stage_events (a row whose StageName differs from the deal's
   previous row) and the extra frame `close_date_history` (deal_key, changed_at,
   expected_close_date: a row whose CloseDate differs from the previous one). History rows that
@@ -124,6 +125,10 @@ def read_opportunities(table: RawTable, ctx: Context):
     outcome = _outcome(rows, rows.bools(closed_col, "IsClosed"), rows.bools(won_col, "IsWon"),
                        closed_col, won_col)
     closed_at = close_date.where(outcome != "open")
+    # CloseDate is a day: a deal closed on the day it was created closed after its creation,
+    # not at that day's midnight before it.
+    same_day = closed_at.notna() & (closed_at == created.dt.normalize()) & (closed_at < created)
+    closed_at = closed_at.where(~same_day, created)
     rows.reject_future(closed_at, "closed_at", close_col)
     rows.reject_duplicates(native, id_col)
     good = rows.good.to_numpy()
