@@ -106,7 +106,7 @@ def stalled_share(scores: pd.DataFrame, max_share: float) -> Health:
     if scores.empty:
         return Health(True, WARN, "no open deals", figures={"open_deals": 0})
     amount = scores["amount_reporting"].fillna(0)
-    by = scores.assign(amount=amount, stalled_amount=amount * scores["is_stalled"]).groupby("pipeline").agg(
+    by = scores.assign(amount=amount, stalled_amount=amount * scores["is_stalled"]).groupby("pipeline", observed=True).agg(
         open_deals=("is_stalled", "size"), stalled_deals=("is_stalled", "sum"),
         open_amount=("amount", "sum"), stalled_amount=("stalled_amount", "sum")).reset_index()
     total = pd.DataFrame([{"pipeline": ALL, "open_deals": by["open_deals"].sum(),

@@ -159,6 +159,12 @@ def render_card(card: dict) -> str:
         else:
             lines.append(f"| {k} | {v} | |")
     lines += ["", "## Features", "", ", ".join(card.get("features", [])) or "(none recorded)", ""]
+    importance = card.get("curves", {}).get("feature_importance") or []
+    if importance:
+        lines += ["## Feature importance (hold-out, permutation: drop in ROC AUC when shuffled)", "",
+                  "| feature | importance | std |", "|---|---|---|"]
+        lines += [f"| {r['feature']} | {r['importance']:.4f} | {r['std']:.4f} |" for r in importance]
+        lines += [""]
     lines += ["## Data and libraries", "", f"- data fingerprint: `{card.get('data_fingerprint')}`"]
     lines += [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()] + [""]
     return "\n".join(lines)

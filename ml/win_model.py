@@ -359,6 +359,9 @@ def evaluate_win_model(examples: pd.DataFrame, split_date, model: WinModel | Non
         "test_win_rate": float(y.mean()),
         "reliability": metrics.reliability_curve(y, p, n_bins).to_dict("records"),
         "baseline_reliability": metrics.reliability_curve(y, b, n_bins).to_dict("records"),
+        # Global importance on the hold-out (data the model did not see), not on its training rows.
+        "feature_importance": (permutation_importance_table(model, test, y, n_rows=2000, seed=seed)
+                               .round(5).to_dict("records") if len(np.unique(y)) == 2 else []),
     })
     return report
 

@@ -38,23 +38,28 @@ def stage_selections(defs: dg.Definitions, train: bool = True) -> list[tuple[str
     return stages
 
 
+# A failed model gate keeps the previous model (or the stage baseline) in use; later stages run.
+GATE_CHECKS = {"model_quality_gate"}
+
+
 def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey],
-              name: str, job_name: str = "daily_refresh") -> list[str]:
-    """Materialise one stage; returns the checks that did not pass; raises PipelineError."""
+              name: str, job_name: str = "daily_refresh") -> tuple[list[str], list[str]]:
+    """Materialise one stage; returns (checks that did not pass, blocking ones among them);
+    raises PipelineError when an asset failed for another reason than a blocking check."""
     job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance,
                                     asset_selection=keys, raise_on_error=False)
-    failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}"
-                     for e in result.get_asset_check_evaluations() if not e.passed]
-    blocked_by_check = any(getattr(e, "blocking", False) for e in result.get_asset_check_evaluations()
-                           if not e.passed)
-    # A blocking check that fails (e.g. the model quality gate) stops what depends on it in this
-    # run; that is a check result, not a broken pipeline.
-    if not result.success and not blocked_by_check:
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed]
+    blocking = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed
+                if getattr(e, "blocking", False)]
+    # A blocking check that fails stops what depends on it in this run; that is a check result,
+    # not a broken pipeline.
+    if not result.success and not blocking:
         failure = next((e for e in result.all_events if e.is_failure), None)
         detail = (failure.message or "") if failure is not None else "see `voronka ui`"
         raise PipelineError(f"stage '{name}' failed: {detail.strip().splitlines()[0] if detail.strip() else ''}")
-    return failed_checks
+    return failed_checks, blocking
 
 
 def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:
@@ -89,8 +94,15 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
         started = time.perf_counter()
         # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
         with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
-            checks_failed += run_stage(defs, instance, keys, name, job_name)
+            failed, blocking = run_stage(defs, instance, keys, name, job_name)
+        checks_failed += failed
         timings[name] = round(time.perf_counter() - started, 2)
         if not quiet:
             print(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+        # Stages are separate Dagster runs, so a blocking check does not stop the next stage by
+        # itself: stop here, as one daily_refresh run would, rather than build on bad data.
+        stopping = [c for c in blocking if c.rpartition(":")[2] not in GATE_CHECKS]
+        if stopping:
+            raise PipelineError(f"stage '{name}': blocking check failed ({', '.join(stopping)}); "
+                                f"later stages were not run (details: `voronka ui`, {log_path})")
     return {"timings": timings, "checks_failed": checks_failed}

@@ -196,7 +196,7 @@ def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckRes
     with workspace.connect(read_only=True) as con:
         scores = read_table(con, "main.deal_scores")
     verdict = health.stalled_share(scores, workspace.config().max_stalled_share)
-    stages = (scores[scores["is_stalled"]].groupby(["pipeline", "stage"]).size().sort_values(ascending=False)
+    stages = (scores[scores["is_stalled"]].groupby(["pipeline", "stage"], observed=True).size().sort_values(ascending=False)
               .head(10).rename("stalled_deals").reset_index())
     return _check_result(verdict, most_stalled_stages=dg.MetadataValue.md(
         _markdown(stages, ["pipeline", "stage", "stalled_deals"])) if len(stages) else "none")

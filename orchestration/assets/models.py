@@ -50,9 +50,14 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
         promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
                                          features=list(FEATURES))
         headline = _headline(report, keys)
+        importance = report.get("feature_importance") or []
+        extra = ({"feature_importance": dg.MetadataValue.md(
+            "| feature | drop in AUC when shuffled |\n|---|---|\n"
+            + "\n".join(f"| {r['feature']} | {r['importance']:.4f} |" for r in importance))}
+            if importance else {})
         yield dg.MaterializeResult(asset_key=name, metadata={
             "version": promotion.version, "promoted": promotion.promoted, "in_use": promotion.in_use or "none",
-            "store": str(store.root), **headline})
+            "store": str(store.root), **headline, **extra})
         yield dg.AssetCheckResult(
             asset_key=name, check_name="model_quality_gate", passed=promotion.promoted,
             severity=dg.AssetCheckSeverity.ERROR,

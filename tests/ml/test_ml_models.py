@@ -132,6 +132,19 @@ def test_permutation_importance_ranks_the_stage_first(win_train, win_model):
     assert table.set_index("feature").loc["region", "importance"] < table["importance"].iloc[0] / 3
 
 
+def test_holdout_importance_reaches_the_model_card(win_report):
+    importance = win_report["feature_importance"]
+    assert len(importance) >= 8 and {r["feature"] for r in importance} <= set(FEATURES)
+    values = [r["importance"] for r in importance]
+    assert values == sorted(values, reverse=True) and values[0] > 0.01  # something matters
+    from ml.registry import build_card, render_card
+    card = build_card("win_model", win_report, features=list(FEATURES))
+    card.update(version="v1", gate={"promoted": True, "reason": "test"})
+    text = render_card(card)
+    assert "## Feature importance" in text
+    assert f"| {importance[0]['feature']} | {importance[0]['importance']:.4f} |" in text
+
+
 def test_time_to_close_beats_kaplan_meier_by_stage(survival_report):
     r = survival_report
     assert r["n_train"] > 5000 and r["n_test"] > 1000

@@ -1,8 +1,7 @@
 {#
   Each deal's amount over time: one row per deal and validity interval [valid_from, valid_to)
-  (valid_to null = still valid at as_of). From stg_crm__amount_history, only changes known at
-  as_of. The first recorded value also covers the time before it (valid_from 1900-01-01): it is
-  the earliest value known. A deal without history has one row: the newest export's amount.
+  (valid_to null = still valid at as_of), from stg_crm__amount_history as known at as_of; see
+  the historize_deal_values macro. A history row without a currency is in the deal's currency.
 #}
 
 with
@@ -10,60 +9,6 @@ with
 deals as (select * from {{ ref('int_deals_restated_as_of') }}),
 amount_history as (select * from {{ ref('stg_crm__amount_history') }}),
 
-known_changes as (
-    select
-        amount_history.deal_key,
-        amount_history.changed_at,
-        amount_history.amount,
-        coalesce(amount_history.currency, deals.currency) as currency
-    from amount_history
-    inner join deals
-        on amount_history.deal_key = deals.deal_key
-    where amount_history.changed_at <= {{ as_of_ts() }}
-),
-
-sequenced as (
-    select
-        *,
-        row_number() over (partition by deal_key order by changed_at) as change_number,
-        lead(changed_at) over (partition by deal_key order by changed_at) as next_changed_at
-    from known_changes
-),
-
-historized as (
-    select
-        deal_key,
-        case
-            when change_number = 1 then {{ dbt.cast(far_past_date(), dbt.type_timestamp()) }}
-            else changed_at
-        end as valid_from,
-        next_changed_at as valid_to,
-        amount,
-        currency,
-        true as is_from_history
-    from sequenced
-),
-
-without_history as (
-    select
-        deal_key,
-        {{ dbt.cast(far_past_date(), dbt.type_timestamp()) }} as valid_from,
-        {{ dbt.cast('null', dbt.type_timestamp()) }} as valid_to,
-        amount,
-        currency,
-        false as is_from_history
-    from deals
-    where not exists (
-        select 1
-        from known_changes
-        where known_changes.deal_key = deals.deal_key
-    )
-),
-
-final as (
-    select * from historized
-    union all
-    select * from without_history
-)
+{{ historize_deal_values('amount_history', ['amount', 'currency'], from_deal_when_null=['currency']) }}
 
 select * from final
