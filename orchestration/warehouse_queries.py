@@ -50,9 +50,14 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     ).fetchone()[0])
 
 
+# The dbt models canonical_frames reads besides the raw tables (assets that call it depend on them).
+CANONICAL_FRAME_MODELS = ["int_fx_rates_triangulated", "int_stage_events"]
+
+
 def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, pd.DataFrame]:
-    """deals (with amount_reporting at the as-of date's FX rate), stage_events and
-    pipeline_stages, as the models read them. Needs the dbt FX model to be built."""
+    """deals (with amount_reporting at the as-of date's FX rate), stage_events (with creation
+    events settled, int_stage_events) and pipeline_stages, as the models read them. Needs the dbt
+    models CANONICAL_FRAME_MODELS to be built."""
     as_of_date = as_of.date().isoformat()
     deals = con.execute(
         """
@@ -65,6 +70,6 @@ def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[st
         """,
         [as_of_date, as_of_date],
     ).df()
-    events = con.execute("select deal_key, pipeline, stage, entered_at from raw.stage_events").df()
+    events = con.execute("select deal_key, pipeline, stage, entered_at from main.int_stage_events").df()
     stages = con.execute("select * from raw.pipeline_stages").df()
     return {"deals": deals, "stage_events": events, "pipeline_stages": stages}

@@ -9,8 +9,10 @@ keeps), the stage event sequence of every deal, the stage lists — and nothing 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,10 +23,12 @@ import pandas as pd
 import pytest
 
 from orchestration import cli
+from orchestration.ingest.canonical import CREATION_EVENT_PREFIX
 from orchestration.ingest.loader import load_files
 from orchestration.ingest.readers import detect_format
 from orchestration.simulator.company import simulate_company
 from orchestration.simulator.native_writers import CRMS, EXPORT_TIMEZONES, write_native
+from test_dbt_models import invoke_dbt
 
 END_DATE = date(2025, 12, 31)
 N_DEALS = 400
@@ -43,6 +47,7 @@ class Carries:
     pipelines: dict | None = None  # canonical pipeline -> the format's (None: same names)
     terminal_stages: dict | None = None  # canonical won/lost stage kind -> the format's name
     creation_event: bool = True  # the event into the first stage at creation is in the history
+    # (else a history of moves: the reader writes a 'crt-' event, settled by dbt's int_stage_events)
     latest_entry_only: bool = False  # one time per (deal, stage): its latest entry
     owner_as_id: bool = False  # owners are user ids (a one-to-one relabelling)
     lead_source_as_id: bool = False  # lead sources are source ids (a one-to-one relabelling)
@@ -59,8 +64,8 @@ FORMATS = {
     "amocrm": Carries(
         "amocrm_events_lead_status_changed.json", deal_tz="Europe/Moscow", creation_event=False,
         region_product=True, expected_close="none", crm_probability=False, segment_attribute="Сегмент",
-        not_carried=("the event into the first stage at creation: the events API has only moves "
-                     "(lead_status_changed); creation is lead_added without a stage",
+        not_carried=("the time of the event into the first stage: the events API has only moves "
+                     "(lead_status_changed; value_before names the stage, dbt puts it at created_at)",
                      "expected close date (no such standard field)", "stage probabilities",
                      "segment (custom field, kept in attributes)")),
     "bitrix24": Carries(
@@ -87,7 +92,8 @@ FORMATS = {
         "pipedrive_deals_flow.json", deal_tz="Europe/Berlin", creation_event=False,
         terminal_stages={"won": "Won", "lost": "Lost"}, segment_attribute="Deal - Segment",
         not_carried=("won/lost stage names: Pipedrive has statuses, Voronka names them Won/Lost",
-                     "the event into the first stage at creation: the flow has only changes",
+                     "the time of the event into the first stage: the flow has only changes "
+                     "(old_value names the stage, dbt puts it at created_at)",
                      "which of the two fall-back hours a local time was (read as standard time)")),
 }
 
@@ -100,6 +106,7 @@ class Loaded:
     results: list
     files: list
     keys: pd.DataFrame  # native_id -> deal_key, from the truth directory
+    base: Path  # holds warehouse.duckdb
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +122,7 @@ def loaded(request, company, tmp_path_factory):
     con = duckdb.connect(str(base / "warehouse.duckdb"))
     results = load_files(con, files, timezone=EXPORT_TIMEZONES[crm])
     keys = pd.read_csv(base / "truth" / "deal_keys.csv", dtype=str)
-    yield Loaded(crm, FORMATS[crm], con, results, files, keys)
+    yield Loaded(crm, FORMATS[crm], con, results, files, keys, base)
     con.close()
 
 
@@ -250,8 +257,8 @@ def test_stage_history_comes_back_in_order(company, loaded):
     history = [r.file for r in loaded.results if fnmatch.fnmatch(r.file, loaded.carries.history_file)]
     assert len(history) == 1
     got = loaded.con.execute(
-        "select deal_key, pipeline, stage, entered_at from raw.stage_events where export_file = ?",
-        history).df()
+        "select deal_key, pipeline, stage, entered_at from raw.stage_events where export_file = ? "
+        f"and not starts_with(event_key, '{CREATION_EVENT_PREFIX}')", history).df()
     want = expected_events(company, loaded)
     order = ["deal_key", "entered_at", "stage"]
     got = got.sort_values(order).reset_index(drop=True)
@@ -261,6 +268,44 @@ def test_stage_history_comes_back_in_order(company, loaded):
     # the history holds what the simulator exercises: moves back and reopened deals
     truth = company.truth
     assert truth["has_backward_move"].any() and truth["is_reopened"].any()
+
+
+def test_a_history_of_moves_gives_the_stage_each_deal_was_created_in(company, loaded, tmp_path):
+    """amoCRM's events and Pipedrive's flow have only moves; the stage a deal left on its first
+    move is the stage it was created in. The reader writes it one second before that move, and
+    dbt's int_stage_events puts it at the deal's created_at: then every deal with a move has its
+    whole sequence back, the entry into its first stage included."""
+    c = loaded.carries
+    if c.creation_event:
+        pytest.skip("this format's history has the creation event itself")
+    con = loaded.con
+    created = con.execute("select deal_key, pipeline, stage, entered_at from raw.stage_events "
+                          f"where starts_with(event_key, '{CREATION_EVENT_PREFIX}')").df()
+    moves = expected_events(company, loaded)
+    first_move = moves.groupby("deal_key")["entered_at"].min()
+    assert set(created["deal_key"]) == set(first_move.index)
+    assert (created.set_index("deal_key")["entered_at"]
+            == first_move.reindex(created["deal_key"]).to_numpy() - pd.Timedelta(seconds=1)).all()
+
+    con.execute("checkpoint")
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(loaded.base / "warehouse.duckdb", warehouse)
+    run = invoke_dbt(["run", "--select", "+int_stage_events"], warehouse, tmp_path)
+    assert run.success, run.exception
+    with duckdb.connect(str(warehouse), read_only=True) as built:
+        got = built.execute("select deal_key, pipeline, stage, entered_at from main.int_stage_events").df()
+    got = got[got["deal_key"].isin(first_move.index)]
+    whole = dataclasses.replace(loaded, carries=dataclasses.replace(c, creation_event=True))
+    want = expected_events(company, whole)
+    want = want[want["deal_key"].isin(first_move.index)]
+    # The creation event is at created_at as the deals export writes it (its zone, its precision).
+    deals = expected_deals(company, loaded)
+    is_first = ~want["deal_key"].duplicated()
+    want.loc[is_first, "entered_at"] = deals.loc[want.loc[is_first, "deal_key"], "created_out"].to_numpy()
+    order = ["deal_key", "entered_at", "stage"]
+    got = got.sort_values(order).reset_index(drop=True)
+    want = want.sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
 def test_stage_lists_come_back(company, loaded):

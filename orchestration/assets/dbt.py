@@ -21,10 +21,22 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
 
 
+def manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
+    """The manifest is missing or older than a file of the project (a model edited, a Voronka
+    update pulled): a stale one names models that no longer exist, or misses new ones."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += [p for p in (project_dir / folder).rglob("*") if p.is_file()]
+    return any(p.exists() and p.stat().st_mtime > built for p in sources)
+
+
 def prepared_dbt_project() -> DbtProject:
-    """The one DbtProject; its manifest is prepared (dbt parse) when missing or in `dagster dev`."""
+    """The one DbtProject; its manifest is prepared (dbt parse) when stale or in `dagster dev`."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    if os.getenv("DAGSTER_IS_DEV_CLI") or not project.manifest_path.exists():
+    if os.getenv("DAGSTER_IS_DEV_CLI") or manifest_is_stale(DBT_PROJECT_DIR, project.manifest_path):
         DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
             ["parse", "--quiet"], target_path=project.target_path).wait()
     return project

@@ -6,7 +6,7 @@ from ml.features import FEATURES
 from ml.registry import ModelNotFoundError, ModelStore, promote_if_not_worse
 from ml.scoring import score_open_deals, stage_duration_quantiles, train_models
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import canonical_frames, read_table, replace_table
+from orchestration.warehouse_queries import CANONICAL_FRAME_MODELS, canonical_frames, read_table, replace_table
 
 WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
 RAW = [dg.AssetKey(["raw", t]) for t in ("deals", "stage_events", "pipeline_stages")]
@@ -21,11 +21,11 @@ def _headline(report: dict, keys: tuple) -> dict:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(WIN_MODEL, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+        dg.AssetSpec(WIN_MODEL, group_name="models", deps=[*RAW, *CANONICAL_FRAME_MODELS],
                      owners=["team:data-science"],
                      description="P(won | state): gradient boosting + calibration, gated against "
                                  "the stage win-rate baseline."),
-        dg.AssetSpec(TIME_TO_CLOSE, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+        dg.AssetSpec(TIME_TO_CLOSE, group_name="models", deps=[*RAW, *CANONICAL_FRAME_MODELS],
                      owners=["team:data-science"],
                      description="P(closes won within h days | state): cause-specific Cox by stage, "
                                  "gated against Aalen–Johansen by stage."),
@@ -127,7 +127,7 @@ def model_evaluation(store: ModelStore) -> dict:
 BACKTEST = "forecast_backtest"
 
 
-@dg.asset(name=BACKTEST, group_name="models", deps=[*RAW, "int_fx_rates_triangulated"],
+@dg.asset(name=BACKTEST, group_name="models", deps=[*RAW, *CANONICAL_FRAME_MODELS],
           owners=["team:data-science"],
           check_specs=[dg.AssetCheckSpec("model_beats_baselines", asset=BACKTEST,
                                          description="WARN when the model forecast's WAPE is not below "

@@ -15,6 +15,11 @@ EVENT_ORIGINS = ("history", "snapshot_diff", "created", "inferred")
 # Stage events the loader derives from snapshots have keys with this prefix, so a rebuild can
 # find and replace exactly them (a CRM's own events are keyed by a plain hash).
 SNAPSHOT_EVENT_PREFIX = "snap-"
+# A history of moves only (amoCRM events, Pipedrive flow) names the stage a deal left on its first
+# move: the stage it was created in. The reader writes that `created` event one second before the
+# move (the latest it can be); dbt's int_stage_events moves it to the deal's created_at, and drops
+# it when the deal has an earlier event (the file did not hold the deal's whole history).
+CREATION_EVENT_PREFIX = "crt-"
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class FileResult:
     stage_events: int = 0
     deals_missing: int = 0  # deals of its pipelines this (full) export no longer carries
     deals_deleted: int = 0  # deals it marks deleted or merged
-    stage_events_derived: int = 0  # snapshot events rebuilt for the deals it touched
+    stage_events_derived: int = 0  # snapshot events rebuilt for the deals it touched + creation events of a history
     status: str = "loaded"  # loaded | already_loaded | refused
     message: str = ""
 
@@ -123,6 +123,7 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
         {"row_number": r.row_number, "raw_row": r.raw_row, "reason": r.reason} for r in export.rejected
     ]
     loaded_counts: dict[str, int] = {}
+    derived_loaded = 0
     kept: dict[str, pd.DataFrame] = {}
     con.execute("begin transaction")
     try:
@@ -142,6 +143,11 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 guessed = len(frame)
                 frame = _unknown_stages_only(con, frame.drop(columns="_inferred"))
                 already_known = guessed - len(frame)
+            derived_rows = frame.iloc[:0]
+            if "_derived" in frame:  # rows read off other rows, e.g. creation events of a history
+                is_derived = frame["_derived"].eq(True).to_numpy()
+                frame = frame.drop(columns="_derived")
+                frame, derived_rows = frame[~is_derived], frame[is_derived]
             frame, bad = _validate(con, table, frame, export.frames)
             if table != export.primary_table:
                 # Rows derived from the file's rows (events from a deals file) are quarantined
@@ -150,6 +156,13 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                     row["derived"] = True
             quarantined.extend(bad)
             loaded_counts[table] = _upsert(con, table, frame, export_file) + already_known
+            if len(derived_rows):
+                derived_rows, derived_bad = _validate(con, table, derived_rows, export.frames)
+                for row in derived_bad:
+                    row["derived"] = True
+                quarantined.extend(derived_bad)
+                derived_loaded += _upsert(con, table, derived_rows, export_file)
+                frame = pd.concat([frame, derived_rows], ignore_index=True)
             kept[table] = frame
         snapshot = _record_snapshots(con, export_file, export, kept.get("deals"))
         derived = _rebuild_from_snapshots(con, kept, snapshot)
@@ -180,7 +193,7 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
         stage_events=loaded_counts.get("stage_events", 0),
         deals_missing=derived["missing"],
         deals_deleted=snapshot.deleted,
-        stage_events_derived=derived["stage_events"],
+        stage_events_derived=derived["stage_events"] + derived_loaded,
     )
 
 

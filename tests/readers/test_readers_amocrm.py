@@ -95,7 +95,9 @@ def test_renamed_terminal_stages_are_known_from_the_pipelines_export_beside(read
 
 def test_events_become_stage_events_in_time_order(read, fixtures):
     export = read(fixtures / "amocrm" / "history" / "events.json")
-    events = export.frames["stage_events"]
+    frame = export.frames["stage_events"]
+    derived = frame["_derived"].eq(True)
+    events = frame[~derived]
     assert events[["deal_key", "pipeline", "stage", "entered_at"]].values.tolist() == [
         ["amocrm:101", "Основная", "Первичный контакт", TS("2024-01-05 09:30:00")],
         ["amocrm:101", "Основная", "Переговоры", TS("2024-01-05 10:00:00")],
@@ -103,6 +105,14 @@ def test_events_become_stage_events_in_time_order(read, fixtures):
     ]
     assert set(events["origin"]) == {"history"}
     assert events["_row_number"].tolist() == [2, 1, 4]  # position in the events list
+    # value_before of each deal's first move: the stage it was created in, one second before the
+    # move (dbt's int_stage_events moves it to created_at); none for the rejected deal 105.
+    created = frame[derived]
+    assert created[["deal_key", "pipeline", "stage", "entered_at", "origin"]].values.tolist() == [
+        ["amocrm:101", "Основная", "Неразобранное", TS("2024-01-05 09:29:59"), "created"],
+        ["amocrm:104", "Дилеры", "Первичный контакт", TS("2024-01-08 21:06:39"), "created"],
+    ]
+    assert created["event_key"].str.startswith("crt-").all()
     # the lead_added event is not a row; the unknown status is rejected with its ids
     assert export.rows_read == 4
     [bad] = export.rejected

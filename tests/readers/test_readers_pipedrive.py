@@ -49,12 +49,17 @@ def test_stages_json_and_deals_with_it(read, fixtures):
 
 def test_flow_gives_stage_and_status_events(read, fixtures):
     export = read(fixtures / "pipedrive" / "api" / "flow.json")
-    events = export.frames["stage_events"]
+    frame = export.frames["stage_events"]
+    derived = frame["_derived"].eq(True)
+    events = frame[~derived]
     assert events[["deal_key", "pipeline", "stage", "entered_at"]].values.tolist() == [
         ["pipedrive:2", "Sales", "Proposal made", TS("2024-02-05 09:30")],
         ["pipedrive:2", "Sales", "Negotiations started", TS("2024-02-12 09:30")],
         ["pipedrive:2", "Sales", "Won", TS("2024-02-20 15:00")],
     ]
+    # old_value of deal 2's first stage change (stage id 1): the stage it was created in.
+    assert frame[derived][["deal_key", "stage", "entered_at", "origin"]].values.tolist() == [
+        ["pipedrive:2", "Qualified", TS("2024-02-05 09:29:59"), "created"]]
     reasons = {r.row_number: r.reason for r in export.rejected}
     assert "unknown stage id '99'" in reasons[7]
     assert "status change of deal '3' whose pipeline is unknown" in reasons[6]

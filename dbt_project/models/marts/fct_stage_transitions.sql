@@ -7,7 +7,7 @@
 
 with
 
-stage_events as (select * from {{ ref('stg_crm__stage_events') }}),
+stage_events as (select * from {{ ref('int_stage_events') }}),
 pipeline_stages as (select * from {{ ref('stg_crm__pipeline_stages') }}),
 deals as (select * from {{ ref('int_deals_restated_as_of') }}),
 

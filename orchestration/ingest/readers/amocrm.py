@@ -19,6 +19,7 @@ from orchestration.ingest.readers.common import (
     Format,
     Rows,
     companion_files,
+    creation_events,
     deals_frame,
     empty_events,
     events_frame,
@@ -266,7 +267,11 @@ def read_events(doc: RawJson, ctx: Context):
     names = lookup.reindex(key[good])
     ev = events_frame(SOURCE + ":" + deal[good], names["pipeline"], names["stage"], entered[good],
                       "history", table.row_numbers[good])
-    frames = {"stage_events": ev}
+    # value_before of a deal's first move: the stage it was created in (lead_added has no stage).
+    before = lookup.reindex(rows.raw["before_pipeline_id"] + "/" + rows.raw["before_status_id"])
+    created = creation_events(SOURCE + ":" + deal[good], before["pipeline"][good], before["stage"][good],
+                              entered[good], table.row_numbers[good])
+    frames = {"stage_events": pd.concat([ev, created], ignore_index=True)}
     return finish(ctx, SOURCE, "stage_events", rows, frames, warnings)
 
 

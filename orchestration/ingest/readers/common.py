@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from orchestration.ingest.canonical import ParsedExport, RejectedRow, column_names
+from orchestration.ingest.canonical import CREATION_EVENT_PREFIX, ParsedExport, RejectedRow, column_names
 from orchestration.ingest.errors import ExportFormatError
 from orchestration.ingest.readers import textfile
 from orchestration.ingest.readers.canonical_csv import event_keys
@@ -367,6 +367,24 @@ def events_frame(deal_keys: pd.Series, pipelines: pd.Series, stages: pd.Series, 
     return out[EVENT_COLUMNS + ["_row_number"]]
 
 
+def creation_events(deal_keys: pd.Series, before_pipelines: pd.Series, before_stages: pd.Series,
+                    entered_at: pd.Series, row_numbers) -> pd.DataFrame:
+    """From a history of moves, each deal's `created` event: the stage it left on its earliest
+    move, one second before that move (see canonical.CREATION_EVENT_PREFIX). The rows are marked
+    `_derived` (they come from a file row but are not file rows). Arguments are aligned per move."""
+    moves = pd.DataFrame({"deal_key": deal_keys.to_numpy(), "pipeline": before_pipelines.to_numpy(),
+                          "stage": before_stages.to_numpy(), "at": pd.to_datetime(entered_at).to_numpy(),
+                          "row": np.asarray(row_numbers)})
+    first = moves.sort_values(["deal_key", "at", "row"], kind="stable").drop_duplicates("deal_key")
+    first = first[first["pipeline"].notna() & first["stage"].notna() & first["at"].notna()]
+    if first.empty:
+        return empty_events().assign(_derived=pd.Series(dtype=bool))
+    out = events_frame(first["deal_key"], first["pipeline"], first["stage"],
+                       first["at"] - pd.Timedelta(seconds=1), "created", first["row"])
+    out["event_key"] = CREATION_EVENT_PREFIX + out["event_key"]
+    return out.assign(_derived=True)
+
+
 def empty_events() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "entered_at" else object)
                          for c in EVENT_COLUMNS + ["_row_number"]})
@@ -393,8 +411,10 @@ def finish(ctx: Context, source_system: str, primary: str, rows: Rows, frames: d
            warnings: list | None = None) -> ParsedExport:
     rejected = rows.rejected()
     all_warnings = list(ctx.warnings) + list(warnings or [])
+    kept = frames[primary]
+    derived = int(kept["_derived"].eq(True).sum()) if "_derived" in kept else 0
     export = ParsedExport(source_system=source_system, primary_table=primary,
-                          rows_read=len(frames[primary]) + len(rejected), frames=frames,
+                          rows_read=len(kept) - derived + len(rejected), frames=frames,
                           rejected=rejected, warnings=all_warnings or None)
     assert export.rows_read == rows.n, "a row neither kept nor rejected"
     return export

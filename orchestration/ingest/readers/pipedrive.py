@@ -20,6 +20,7 @@ from orchestration.ingest.readers.common import (
     Format,
     Rows,
     companion_files,
+    creation_events,
     deals_frame,
     empty_events,
     events_frame,
@@ -263,7 +264,12 @@ def read_flow(doc: RawJson, ctx: Context):
     good = rows.good.to_numpy()
     ev = events_frame(SOURCE + ":" + deal[good], pipe[good], stage_name[good], at[good], "history",
                       table.row_numbers[good])
-    frames = {"stage_events": ev, "pipeline_stages": _with_terminals(stages.drop(columns=["_stage_id"]))}
+    # The stage a deal left on its first change (old_value; for a status change, the stage it
+    # was in): the stage it was created in.
+    before_id = rows.raw["old_value"].where(is_stage, current)
+    created = creation_events(SOURCE + ":" + deal[good], before_id.map(by_id["pipeline"])[good],
+                              before_id.map(by_id["stage"])[good], at[good], table.row_numbers[good])
+    frames = {"stage_events": pd.concat([ev, created], ignore_index=True), "pipeline_stages": _with_terminals(stages.drop(columns=["_stage_id"]))}
     return finish(ctx, SOURCE, "stage_events", rows, frames, warnings)
 
 
