@@ -132,15 +132,19 @@ def fit_models(timeline, seed: int = 0, max_examples: int | None = 100_000,
     """Win model (mature resolved examples), stage baseline and time-to-close model from the
     as-of examples of `timeline` (its cut-off is what was known).
 
-    cap_per_deal=None: every weekly as-of date of every deal, so the examples are weighted like
+    cap_per_deal (time to close; the win model always takes at most four per deal, as the daily
+    model does) None: every weekly as-of date of every deal, so the examples are weighted like
     the open pipeline on any day (a deal open for ten weeks is in ten weekly snapshots). With
     the default cap of four per deal (ml.features), lingering deals are under-represented and
     the time-to-close model's P(close within a month | won) for the open pipeline came out too
     high (0.73 against a true 0.61 at three origins of the 5k-deal company; 0.62 uncapped)."""
     started = time.perf_counter()
     examples = examples_from_timeline(timeline, cap_per_deal=cap_per_deal, max_rows=max_examples, seed=seed)
-    resolved = examples[examples["event"].astype(str) != "censored"]
-    end = cutoff_of(examples) - pd.Timedelta(days=maturity(examples))
+    # The win model as the daily asset trains it (ml.scoring.train_models): at most four as-of
+    # dates per deal; time to close on every one.
+    win_examples = examples_from_timeline(timeline, max_rows=max_examples, seed=seed)
+    resolved = win_examples[win_examples["event"].astype(str) != "censored"]
+    end = cutoff_of(win_examples) - pd.Timedelta(days=maturity(win_examples))
     train = resolved[resolved["as_of"] <= end]
     win = WinModel(random_state=seed).fit(train, train["won"].to_numpy(), sample_time=train["as_of"])
     baseline = StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())

@@ -42,11 +42,12 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
     as_of = workspace.as_of_time()
     with workspace.connect(read_only=True) as con:
         frames = canonical_frames(con, as_of)
-    examples, win, win_report, ttc, ttc_report = train_models(
+    win_examples, ttc_examples, win, win_report, ttc, ttc_report = train_models(
         frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of, seed=config.seed)
     store = ModelStore(workspace.workspace.models_dir())
-    for name, artifact, report, keys in ((WIN_MODEL, win, win_report, WIN_HEADLINE),
-                                         (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE)):
+    for name, artifact, report, keys, examples in (
+            (WIN_MODEL, win, win_report, WIN_HEADLINE, win_examples),
+            (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE, ttc_examples)):
         promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
                                          features=list(FEATURES))
         headline = _headline(report, keys)
