@@ -29,8 +29,10 @@ BACKTEST_ORIGIN_KEYS = ["origin", "method", "horizon", "period", "pipeline", "ex
                         "actual"]
 COVERAGE_KEYS = ["period", "pipeline", "target", "booked", "open_pipeline", "coverage",
                  "required_coverage", "status"]
+# stage_events_derived: events Voronka derived (from snapshots, or a history's creation events);
+# deals_missing / deals_deleted: deals a full export no longer carries / marks deleted or merged.
 INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quarantined", "deals",
-               "stage_events"]
+               "stage_events", "stage_events_derived", "deals_missing", "deals_deleted"]
 PERCENT_KEYS = {"step_conversion", "cumulative_conversion", "p_win", "p_win_baseline",
                 "p_close_this_period", "p_close_next_period", "prob_hit_target", "drop_off", "win_rate",
                 "wape", "bias", "interval_coverage"}

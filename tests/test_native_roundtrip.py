@@ -284,6 +284,10 @@ def test_a_history_of_moves_gives_the_stage_each_deal_was_created_in(company, lo
     moves = expected_events(company, loaded)
     first_move = moves.groupby("deal_key")["entered_at"].min()
     assert set(created["deal_key"]) == set(first_move.index)
+    [result] = [r for r in loaded.results if fnmatch.fnmatch(r.file, c.history_file)]
+    # derived rows are reported as such, not as rows of the file
+    assert result.stage_events_derived == len(first_move)
+    assert result.stage_events == result.rows_read - result.rows_quarantined
     assert (created.set_index("deal_key")["entered_at"]
             == first_move.reindex(created["deal_key"]).to_numpy() - pd.Timedelta(seconds=1)).all()
 
