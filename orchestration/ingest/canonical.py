@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 OUTCOMES = ("open", "won", "lost")
 STAGE_KINDS = ("open", "won", "lost")
 EVENT_ORIGINS = ("history", "snapshot_diff", "created", "inferred")
@@ -224,3 +226,12 @@ class ParsedExport:
     # pipelines it does not carry are flagged missing); a reader or caller that knows the export
     # is filtered (a saved view, "my deals") sets partial=True and nothing is flagged missing.
     partial: bool = False
+
+    def __post_init__(self) -> None:
+        # Text columns leave the readers as plain objects with None for missing: the raw tables
+        # are Arrow-backed strings (pd.NA), and one null per column keeps frames comparable.
+        for frame in self.frames.values():
+            for col in frame.columns:
+                if isinstance(frame[col].dtype, pd.StringDtype) or frame[col].dtype == object:
+                    values = frame[col].astype(object)
+                    frame[col] = values.where(values.notna(), None)

@@ -301,7 +301,9 @@ def _read_csv_arrow(path: Path, text: str, delimiter: str, encoding) -> RawTable
         trimmed = [pc.filter(col, keep) for col in trimmed]
         row_numbers = row_numbers[keep.to_numpy(zero_copy_only=False)]
     names = unique_names(header)
-    body = pd.DataFrame({name: col.to_numpy(zero_copy_only=False) for name, col in zip(names, trimmed)})
+    # Arrow-backed strings: a tenth of the memory of one Python str per cell.
+    body = pd.DataFrame({name: pd.Series(pd.arrays.ArrowStringArray(col))
+                         for name, col in zip(names, trimmed)})
     if len(body) == 0:
         body = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
     return RawTable(path, body, row_numbers, "csv", encoding, delimiter, header)
