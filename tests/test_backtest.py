@@ -32,7 +32,9 @@ def test_metrics_on_a_hand_case():
     expected = [110.0, 150.0, 100.0]
     p10, p50, p90 = [90.0, 160.0, 101.0], [105.0, 170.0, 100.0], [120.0, 190.0, 130.0]
     m = forecast_metrics(actual, expected, p10, p50, p90)
-    assert m["wape"] == pytest.approx((10 + 50 + 0) / 400)
+    # WAPE scores the P50 (the point forecast shown); bias and the mean's WAPE score the mean.
+    assert m["wape"] == pytest.approx((5 + 30 + 0) / 400)
+    assert m["wape_mean"] == pytest.approx((10 + 50 + 0) / 400)
     assert m["bias"] == pytest.approx((10 - 50 + 0) / 400)
     # inside: 90<=100<=120 yes; 160<=200<=190 no; 101<=100 no
     assert m["interval_coverage"] == pytest.approx(1 / 3)

@@ -234,9 +234,9 @@ def test_the_model_footnote_reads_the_model_cards_and_the_backtest(demo, con, da
     assert float(value) == pytest.approx(card["metrics"]["auc"]) and text == f"{card['metrics']['auc']:.3f}"
     assert ("not in use" in html) == (not win["promoted"])
     backtest = data["quality"]["backtest"]
-    if backtest["available"]:  # the short backtest the fixture ran: WAPE = Σ|expected − actual| / Σ actual
-        rows = con.execute("select expected, actual from main.backtest_results where method = 'model' "
-                           "and pipeline = 'all' and horizon = ? and expected is not null and actual is not null",
+    if backtest["available"]:  # the short backtest the fixture ran: WAPE = Σ|P50 − actual| / Σ actual
+        rows = con.execute("select p50, actual from main.backtest_results where method = 'model' "
+                           "and pipeline = 'all' and horizon = ? and p50 is not null and actual is not null",
                            [backtest["horizon"]]).fetchall()
         wape = sum(abs(e - a) for e, a in rows) / sum(a for _, a in rows)
         assert backtest["model_wape"] == pytest.approx(wape)
@@ -328,16 +328,16 @@ def test_model_forecast_and_backtest_are_used_when_present(demo, tmp_path):
     shown = parse(render_report(data)).numbers
     assert shown["headline.from_new_pipeline"] == ("2000.0", "2.0K")
     assert shown["backtest.model.wape"][1] == "20%" and shown["backtest.weighted_pipeline.wape"][1] == "40%"
-    # The backtest's per-origin rows (expected against actual) are summarised the same way.
+    # The backtest's per-origin rows (P50 and mean against actual) are summarised the same way.
     with duckdb.connect(str(path)) as con:
         con.execute("create or replace table main.backtest_results as select * from (values "
-                    "('2026-07-01', 'model', 'quarter+0', 'all', 90.0, 80.0, 120.0, 100.0), "
-                    "('2026-10-01', 'model', 'quarter+0', 'all', 130.0, 110.0, 150.0, 100.0), "
-                    "('2026-10-01', 'model', 'month+0', 'all', 500.0, 1.0, 900.0, 100.0), "
-                    "('2026-10-01', 'model', 'quarter+0', 'SaaS', 500.0, 1.0, 900.0, 100.0)) "
-                    "as t(origin, method, horizon, pipeline, expected, p10, p90, actual)")
+                    "('2026-07-01', 'model', 'quarter+0', 'all', 90.0, 80.0, 95.0, 120.0, 100.0), "
+                    "('2026-10-01', 'model', 'quarter+0', 'all', 130.0, 110.0, 125.0, 150.0, 100.0), "
+                    "('2026-10-01', 'model', 'month+0', 'all', 500.0, 1.0, 400.0, 900.0, 100.0), "
+                    "('2026-10-01', 'model', 'quarter+0', 'SaaS', 500.0, 1.0, 400.0, 900.0, 100.0)) "
+                    "as t(origin, method, horizon, pipeline, expected, p10, p50, p90, actual)")
         backtest = report_data(con)["quality"]["backtest"]
-    assert backtest["horizon"] == "quarter+0" and backtest["model_wape"] == pytest.approx(40 / 200)
+    assert backtest["horizon"] == "quarter+0" and backtest["model_wape"] == pytest.approx((5 + 25) / 200)
     assert backtest["methods"][0]["bias"] == pytest.approx(20 / 200)
     assert backtest["methods"][0]["interval_coverage"] == pytest.approx(0.5)
 

@@ -594,6 +594,8 @@ BACKTEST_HORIZONS = ("quarter+0", "month+0", "quarter+1", "month+1")
 
 
 def _backtest_methods(frame: pd.DataFrame) -> list[dict]:
+    from ml.backtest import forecast_metrics  # scikit-learn and lifelines load only when needed
+
     rows = []
     for method, g in frame.groupby("method", sort=False):
         if "wape" in g:
@@ -603,16 +605,14 @@ def _backtest_methods(frame: pd.DataFrame) -> list[dict]:
                    "origins": int(g["n_origins"].sum()) if "n_origins" in g else int(len(g))}
             for extra in ("bias", "interval_coverage"):
                 row[extra] = _float(g[extra].mean()) if extra in g else None
-        elif {"expected", "actual"} <= set(g.columns):
-            g = g.dropna(subset=["expected", "actual"])
-            total = float(g["actual"].sum())
-            if total <= 0:
+        elif {"expected", "p10", "p50", "p90", "actual"} <= set(g.columns):
+            g = g.dropna(subset=["expected", "p50", "actual"])
+            if float(g["actual"].sum()) <= 0:
                 continue
-            row = {"method": method, "origins": int(len(g)),
-                   "wape": float((g["expected"] - g["actual"]).abs().sum() / total),
-                   "bias": float((g["expected"] - g["actual"]).sum() / total),
-                   "interval_coverage": float(((g["p10"] <= g["actual"]) & (g["actual"] <= g["p90"])).mean())
-                   if {"p10", "p90"} <= set(g.columns) else None}
+            # The backtest's own definitions (WAPE of the P50, bias of the mean).
+            m = forecast_metrics(g["actual"], g["expected"], g["p10"], g["p50"], g["p90"])
+            row = {"method": method, "origins": m["n_origins"], "wape": m["wape"], "bias": m["bias"],
+                   "interval_coverage": m["interval_coverage"]}
         else:
             continue
         rows.append(row)
@@ -622,7 +622,7 @@ def _backtest_methods(frame: pd.DataFrame) -> list[dict]:
 def _backtest(con) -> dict:
     """WAPE (and bias, interval coverage) per method over the backtest's origins, all pipelines,
     for the first horizon of BACKTEST_HORIZONS that has booked revenue to compare with: from the
-    table's metrics when it carries them, else from its per-origin rows (expected vs actual)."""
+    table's metrics when it carries them, else from its per-origin rows (P50 and mean vs actual)."""
     if not _exists(con, BACKTEST_TABLE):
         return _missing(f"the backtest has not run yet ({BACKTEST_TABLE})")
     frame = _company_wide(_df(con, f"select * from {BACKTEST_TABLE}"))
