@@ -35,24 +35,38 @@ class WinArtifact:
     baseline: StageWinRateBaseline
 
 
+TRAINING_STEPS = ("as-of timeline", "win examples", "win model", "time-to-close examples",
+                  "time-to-close model")
+
+
 def train_models(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stages: pd.DataFrame,
-                 cutoff, seed: int = 0, max_rows: int = 500_000):
+                 cutoff, seed: int = 0, max_rows: int = 500_000, progress=None):
     """Examples as of every week up to `cutoff`; returns (win examples, time-to-close examples,
-    win, win_report, ttc, ttc_report).
+    win, win_report, ttc, ttc_report). `progress`, if given, is called after each of
+    TRAINING_STEPS with "win model (3/5)" (as ml.backtest.run_backtest reports its origins).
 
     The two models read different samples of the same weekly as-of dates, as the backtest does
     (ml.backtest.fit_models): the win model at most four per deal (uncapped, a lingering deal's
     many near-identical rows dominated and the model lost to the stage baseline on its hold-out:
     AUC 0.701 vs 0.715 on the 2,000-deal company, seed 11; capped 0.765 vs 0.717); time to close
     every one, so the examples weigh like the open pipeline on any day."""
+    def step_done(i: int) -> None:
+        if progress is not None:
+            progress(f"{TRAINING_STEPS[i - 1]} ({i}/{len(TRAINING_STEPS)})")
+
     timeline = prepare(deals, stage_events, pipeline_stages, cutoff)
+    step_done(1)
     examples = examples_from_timeline(timeline, max_rows=max_rows, seed=seed)
+    step_done(2)
     model, win_report = train_win_model(examples, seed=seed)
     # The baseline a sales team already has: the win rate of closed deals by stage.
     resolved = examples[examples["event"].astype(str) != "censored"]
     baseline = StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
+    step_done(3)
     ttc_examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=max_rows, seed=seed)
+    step_done(4)
     ttc, ttc_report = train_time_to_close(ttc_examples, seed=seed)
+    step_done(5)
     return examples, ttc_examples, WinArtifact(model, baseline), win_report, ttc, ttc_report
 
 

@@ -13,6 +13,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
+from orchestration import progress
 from orchestration.config import Workspace, resolve_workspace
 from orchestration.ingest.errors import VoronkaUserError
 from orchestration.runner import PipelineError, run_pipeline
@@ -24,7 +25,8 @@ FUNNEL_KEYS = ["pipeline", "stage", "stage_order", "reached", "step_conversion",
 FORECAST_KEYS = ["period", "pipeline", "currency", "target", "booked", "expected", "from_open_pipeline",
                  "from_new_pipeline", "p10", "p50", "p90", "prob_hit_target", "method"]
 FORECAST_METHODS = ("model", "weighted_pipeline", "all")
-BACKTEST_METRIC_KEYS = ["method", "horizon", "wape", "bias", "interval_coverage", "pinball_loss", "n_origins"]
+BACKTEST_METRIC_KEYS = ["method", "horizon", "wape", "wape_mean", "bias", "interval_coverage", "pinball_loss",
+                        "n_origins"]
 BACKTEST_ORIGIN_KEYS = ["origin", "method", "horizon", "period", "pipeline", "expected", "p10", "p50", "p90",
                         "actual"]
 COVERAGE_KEYS = ["period", "pipeline", "target", "booked", "open_pipeline", "coverage",
@@ -35,11 +37,11 @@ INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quaran
                "stage_events", "stage_events_derived", "deals_missing", "deals_deleted"]
 PERCENT_KEYS = {"step_conversion", "cumulative_conversion", "p_win", "p_win_baseline",
                 "p_close_this_period", "p_close_next_period", "prob_hit_target", "drop_off", "win_rate",
-                "wape", "bias", "interval_coverage"}
+                "wape", "wape_mean", "bias", "interval_coverage"}
 # Money in the reporting currency (a column named `amount` is in the deal's own currency: not here).
 MONEY_KEYS = {"target", "booked", "expected", "p10", "p50", "p90", "open_pipeline", "amount_reporting",
               "gap", "shortfall", "from_open_pipeline", "from_new_pipeline", "won_amount_reporting",
-              "target_amount_reporting", "at_risk_amount", "amount_change"}
+              "target_amount_reporting", "at_risk_amount", "amount_change", "period_amount_reporting"}
 CURRENCY_KEYS = ("currency", "reporting_currency")
 MIN_TEXT_WIDTH, LONG_TEXT_WIDTH = 12, 32
 # The reporting currency of the workspace last read (money headers say it when rows do not).
@@ -335,11 +337,11 @@ def cmd_ingest(args) -> int:
         targets.append(target)
     con = duckdb.connect(str(workspace.warehouse))
     try:
-        results = load_files(con, targets, source=args.source,
-                             progress=lambda name: _progress(f"loaded {name}", args.quiet),
-                             mapping=Path(args.mapping) if args.mapping else None,
-                             timezone=args.timezone or workspace.config().timezone,
-                             currency=args.currency)
+        with progress.shown(args.quiet), progress.task("ingest", total=2 * len(targets)) as bar:
+            results = load_files(con, targets, source=args.source, progress=bar.message,
+                                 mapping=Path(args.mapping) if args.mapping else None,
+                                 timezone=args.timezone or workspace.config().timezone,
+                                 currency=args.currency)
     finally:
         con.close()
     for r in results:
@@ -710,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name, help_text, func, fmt=True):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--workspace", help="workspace folder (default $VORONKA_HOME or ./voronka_workspace)")
-        p.add_argument("--quiet", action="store_true", help="no progress messages")
+        p.add_argument("--quiet", action="store_true", help="no progress messages or bars")
         if fmt:
             p.add_argument("--format", choices=["table", "json", "csv"], default="table")
         p.set_defaults(func=func)

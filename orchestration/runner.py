@@ -9,6 +9,7 @@ from contextlib import redirect_stdout
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+from orchestration import progress
 from orchestration.config import Workspace
 
 MODEL_ASSETS = ("win_model", "time_to_close_model")
@@ -88,21 +89,26 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
     timings, checks_failed = {}, []
     log_path = workspace.home / "logs" / "last_run.log"
     log_path.parent.mkdir(exist_ok=True)
-    for i, (name, job_name, keys) in enumerate(stages, 1):
-        if not quiet:
-            print(f"[{i}/{len(stages)}] {name} ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
-        # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
-        with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
-            failed, blocking = run_stage(defs, instance, keys, name, job_name)
-        checks_failed += failed
-        timings[name] = round(time.perf_counter() - started, 2)
-        if not quiet:
-            print(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
-        # Stages are separate Dagster runs, so a blocking check does not stop the next stage by
-        # itself: stop here, as one daily_refresh run would, rather than build on bad data.
-        stopping = [c for c in blocking if c.rpartition(":")[2] not in GATE_CHECKS]
-        if stopping:
-            raise PipelineError(f"stage '{name}': blocking check failed ({', '.join(stopping)}); "
-                                f"later stages were not run (details: `voronka ui`, {log_path})")
+    # The bars of the long assets (ingest, dbt, training, backtest, Monte Carlo), on a terminal.
+    with progress.shown(quiet):
+        for i, (name, job_name, keys) in enumerate(stages, 1):
+            if not quiet:
+                print(f"[{i}/{len(stages)}] {name} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
+            with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
+                try:
+                    failed, blocking = run_stage(defs, instance, keys, name, job_name)
+                finally:
+                    progress.finish()  # a bar a failed asset left open ends before the next line
+            checks_failed += failed
+            timings[name] = round(time.perf_counter() - started, 2)
+            if not quiet:
+                print(f"[{i}/{len(stages)}] {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+            # Stages are separate Dagster runs, so a blocking check does not stop the next stage by
+            # itself: stop here, as one daily_refresh run would, rather than build on bad data.
+            stopping = [c for c in blocking if c.rpartition(":")[2] not in GATE_CHECKS]
+            if stopping:
+                raise PipelineError(f"stage '{name}': blocking check failed ({', '.join(stopping)}); "
+                                    f"later stages were not run (details: `voronka ui`, {log_path})")
     return {"timings": timings, "checks_failed": checks_failed}

@@ -11,6 +11,7 @@ from ml.coverage import pipeline_coverage as compute_coverage
 from ml.features import prepare
 from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
 from ml.periods import current_and_next
+from orchestration import progress
 from orchestration.alerts import notify_coverage
 from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
 from orchestration.resources import WorkspaceResource
@@ -18,6 +19,8 @@ from orchestration.warehouse_queries import (canonical_frames, read_table, repla
 
 MARTS = [dg.AssetKey("mart_pipeline_snapshot"), dg.AssetKey("mart_bookings"), dg.AssetKey("mart_targets")]
 RAW_DEALS = dg.AssetKey(["raw", "deals"])
+# The revenue_forecast steps its bar counts; each note names the step running.
+FORECAST_STEPS = ("as-of timeline", "model inputs", "Monte Carlo (model)", "Monte Carlo (weighted pipeline)")
 CREATION_COLUMNS = ["pipeline", "created_last_28d", "expected_last_28d", "expected_next_28d", "growth_per_year",
                     "rate_cv"]
 
@@ -79,9 +82,9 @@ def _scoped(con, as_of: datetime, deals: pd.DataFrame | None) -> tuple[pd.DataFr
 
 
 def _model_rows(context, workspace: WorkspaceResource, frames: dict, as_of: datetime, bookings: pd.DataFrame,
-                targets: pd.DataFrame, config) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+                targets: pd.DataFrame, config, bar=progress.OFF) -> tuple[pd.DataFrame | None, pd.DataFrame]:
     """(model forecast rows, creation figures); (None, empty) when no model was ever trained —
-    the baseline rows are written alone then."""
+    the baseline rows are written alone then. `bar` is advanced past the three model steps."""
     from ml.registry import ModelStore
 
     store = ModelStore(workspace.workspace.models_dir())
@@ -90,13 +93,17 @@ def _model_rows(context, workspace: WorkspaceResource, frames: dict, as_of: date
         ttc, _, _ = _load_in_use(store, TIME_TO_CLOSE)
     except dg.Failure as err:
         context.log.warning(f"model forecast skipped: {err.description}")
+        bar.update(3, note=FORECAST_STEPS[3])
         return None, pd.DataFrame(columns=CREATION_COLUMNS)
     timeline = prepare(frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of)
+    bar.advance(note=FORECAST_STEPS[1])
     inputs = score_forecast_inputs(timeline, win.model if win_in_use else win.baseline, ttc, as_of,
                                    seed=config.seed)
+    bar.advance(note=FORECAST_STEPS[2])
     forecast = model_forecast(inputs.open_deals, inputs.close_given_win, bookings, targets, as_of,
                               config.reporting_currency, new=inputs.new, draws=config.forecast_draws,
                               seed=config.seed, correlation=config.forecast_deal_correlation)
+    bar.advance(note=FORECAST_STEPS[3])
     creation = pd.DataFrame([{"pipeline": p, "created_last_28d": f["created_last_28d"],
                               "expected_last_28d": f["expected_last_28d"], "expected_next_28d": f["next_28d"],
                               "growth_per_year": f["growth_per_year"], "rate_cv": inputs.new.rate_cv.get(p)}
@@ -123,10 +130,12 @@ def revenue_forecast(context: dg.AssetExecutionContext, workspace: WorkspaceReso
         if len(scoped_targets):
             targets = pd.concat([targets, scoped_targets], ignore_index=True)
             bookings = pd.concat([bookings, scoped_bookings], ignore_index=True)
-        model, creation = _model_rows(context, workspace, frames, as_of, bookings, targets, config)
-        weighted = weighted_pipeline_forecast(
-            snapshot, bookings, targets, as_of.date(), config.reporting_currency,
-            draws=config.forecast_draws, seed=config.seed)
+        with progress.task("revenue forecast", total=len(FORECAST_STEPS), note=FORECAST_STEPS[0]) as bar:
+            model, creation = _model_rows(context, workspace, frames, as_of, bookings, targets, config, bar)
+            weighted = weighted_pipeline_forecast(
+                snapshot, bookings, targets, as_of.date(), config.reporting_currency,
+                draws=config.forecast_draws, seed=config.seed)
+            bar.advance(note="done")
         forecast = pd.concat([f for f in (model, weighted) if f is not None], ignore_index=True)[FORECAST_COLUMNS]
         forecast.insert(0, "as_of", as_of)
         replace_table(con, "main.revenue_forecast", forecast)

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from orchestration import progress
 from orchestration.ingest.canonical import TABLES
 from orchestration.ingest.loader import load_files, table_counts
 from orchestration.resources import WorkspaceResource
@@ -25,8 +26,9 @@ def inbox_files(workspace: WorkspaceResource) -> list:
 )
 def raw_tables(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
     files = inbox_files(workspace)
-    with workspace.connect() as con:
-        results = load_files(con, files, timezone=workspace.config().timezone)
+    with (progress.task("ingest", total=2 * len(files), note=f"{len(files)} file(s)") as bar,
+          workspace.connect() as con):
+        results = load_files(con, files, timezone=workspace.config().timezone, progress=bar.message)
         counts = table_counts(con)
         quarantined_total = con.execute("select count(*) from raw.quarantine").fetchone()[0]
     for r in results:

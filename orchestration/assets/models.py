@@ -4,9 +4,10 @@ import dagster as dg
 
 from ml.features import FEATURES
 from ml.registry import ModelNotFoundError, ModelStore, promote_if_not_worse
-from ml.scoring import score_open_deals, stage_duration_quantiles, train_models
+from ml.scoring import TRAINING_STEPS, score_open_deals, stage_duration_quantiles, train_models
+from orchestration import progress
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import CANONICAL_FRAME_MODELS, canonical_frames, read_table, replace_table
+from orchestration.warehouse_queries import CANONICAL_FRAME_MODELS, canonical_frames, replace_table
 
 WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
 RAW = [dg.AssetKey(["raw", t]) for t in ("deals", "stage_events", "pipeline_stages")]
@@ -42,8 +43,16 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
     as_of = workspace.as_of_time()
     with workspace.connect(read_only=True) as con:
         frames = canonical_frames(con, as_of)
-    win_examples, ttc_examples, win, win_report, ttc, ttc_report = train_models(
-        frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of, seed=config.seed)
+    # The note names the step running, so a long fit does not read as stuck on the one before.
+    steps = [*TRAINING_STEPS, "trained"]
+    with progress.task("model training", total=len(TRAINING_STEPS), note=steps[0]) as bar:
+        def step_done(message: str) -> None:
+            context.log.info(f"model training: {message}")
+            bar.advance(note=steps[min(bar.count + 1, len(TRAINING_STEPS))])
+
+        win_examples, ttc_examples, win, win_report, ttc, ttc_report = train_models(
+            frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of, seed=config.seed,
+            progress=step_done)
     store = ModelStore(workspace.workspace.models_dir())
     for name, artifact, report, keys, examples in (
             (WIN_MODEL, win, win_report, WIN_HEADLINE, win_examples),
@@ -144,10 +153,18 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
     as_of = workspace.as_of_time()
     with workspace.connect(read_only=True) as con:
         frames = canonical_frames(con, as_of)
-    backtest = run_backtest(frames["deals"], frames["stage_events"], frames["pipeline_stages"],
-                            max_origins=config.backtest_max_origins, draws=config.backtest_draws,
-                            seed=config.seed, correlation=config.forecast_deal_correlation, data_end=as_of,
-                            progress=context.log.info)
+    # run_backtest reports each origin done as "origin 2025-01-01 (3/23)": the bar takes its
+    # count and total from there.
+    with progress.task("forecast backtest", note="first origin") as bar:
+        def origin_done(message: str) -> None:
+            context.log.info(message)
+            bar.message(message)
+
+        backtest = run_backtest(frames["deals"], frames["stage_events"], frames["pipeline_stages"],
+                                max_origins=config.backtest_max_origins, draws=config.backtest_draws,
+                                seed=config.seed, correlation=config.forecast_deal_correlation, data_end=as_of,
+                                progress=origin_done)
+        bar.update(bar.total)  # an origin without a complete period yet is skipped unreported
     results = backtest.results.copy()
     results.insert(0, "as_of", as_of)
     with workspace.connect() as con:
@@ -156,8 +173,10 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
     model = metrics[metrics["method"] == "model"].set_index("horizon")["wape"]
     baselines = metrics[metrics["method"] != "model"].groupby("horizon")["wape"].min()
     losing = [h for h in model.index if h in baselines.index and not model[h] < baselines[h]]
-    table = ("| method | horizon | wape | bias | coverage | pinball | origins |\n|---|---|---|---|---|---|---|\n"
-             + "\n".join(f"| {r.method} | {r.horizon} | {r.wape:.3f} | {r.bias:+.3f} | {r.interval_coverage:.0%} "
+    table = ("| method | horizon | wape (P50) | wape (mean) | bias | coverage | pinball | origins |\n"
+             "|---|---|---|---|---|---|---|---|\n"
+             + "\n".join(f"| {r.method} | {r.horizon} | {r.wape:.3f} | {r.wape_mean:.3f} | {r.bias:+.3f} "
+                         f"| {r.interval_coverage:.0%} "
                          f"| {r.pinball_loss:.3f} | {r.n_origins} |"
                          for r in metrics.dropna(subset=["wape"]).itertuples()))
     headline = {f"model_wape_{h.replace('+', '_')}": round(float(v), 4) for h, v in model.items()}

@@ -91,27 +91,39 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
     """Load files into the warehouse; a file that cannot be read is refused, the rest go on.
 
     mapping, timezone and currency are passed to the readers (see readers.read_export).
+    progress, if given, is called after each step — every file is read, then loaded — with
+    "read deals.csv (1/4)" (two steps per file; a file skipped or refused takes both at once).
     """
     ensure_raw_schema(con)
     results: list[FileResult] = []
     parsed: list[tuple[Path, str, ParsedExport]] = []
+    steps, done = 2 * len(paths), 0
+
+    def step(what: str, n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(f"{what} ({done}/{steps})")
+
     for path in paths:
         path = Path(path)
         sha = file_sha256(path)
         if con.execute("select 1 from raw.ingest_log where file_sha256 = ?", [sha]).fetchone():
             results.append(FileResult(path.name, "", 0, 0, 0, status="already_loaded",
                                       message="same content loaded before"))
+            step(f"{path.name} already loaded", 2)
             continue
         try:
             parsed.append((path, sha, read_export(path, source=source, mapping=mapping,
                                                   timezone=timezone, currency=currency)))
+            step(f"read {path.name}")
         except VoronkaUserError as err:
             results.append(FileResult(path.name, "", 0, 0, 0, status="refused", message=str(err)))
+            step(f"refused {path.name}", 2)
     parsed.sort(key=lambda item: LOAD_ORDER.index(item[2].primary_table))
     for path, sha, export in parsed:
         results.append(load_parsed(con, path.name, sha, export))
-        if progress:
-            progress(path.name)
+        step(f"loaded {path.name}")
     return results
 
 
