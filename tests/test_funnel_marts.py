@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import numpy as np

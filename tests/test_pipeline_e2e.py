@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date, datetime
 
 import dagster as dg
@@ -75,6 +76,16 @@ def test_funnel_reached_counts_match_pandas(run):
             assert mart.loc[s.stage, "cumulative_conversion"] == pytest.approx(len(reached_ids) / created)
         won_stage = pstages[pstages.kind == "won"].stage.iloc[0]
         assert mart.loc[won_stage, "reached"] == len(won)
+
+
+def test_dbt_table_models_carry_their_row_counts(run):
+    _, _, result, con = run
+    shown = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+             for e in result.get_asset_materialization_events()}
+    for model in ("fct_deals", "fct_stage_transitions", "mart_funnel_conversion"):
+        count = con.execute(f"select count(*) from main.{model}").fetchone()[0]
+        assert shown[model]["dagster/row_count"].value == count > 0, model
+    assert "dagster/row_count" not in shown["stg_crm__deals"]  # a view: not counted
 
 
 def test_bookings_this_quarter_match_pandas(run):
@@ -207,3 +218,43 @@ def test_backtest_command_prints_origins_and_metrics(run, capsys):
     assert {"method", "horizon", "wape", "bias", "interval_coverage", "n_origins"} <= set(out["metrics"][0])
     model = [m for m in out["metrics"] if m["method"] == "model" and m["horizon"] == "month+0"][0]
     assert model["n_origins"] == 2 and 0 <= model["interval_coverage"] <= 1
+
+
+def test_a_degraded_win_model_is_blocked_by_the_gate_and_the_promoted_one_keeps_scoring(run, tmp_path,
+                                                                                        monkeypatch):
+    """The gate through Dagster: a retraining whose win model learns from shuffled labels is
+    stored for the record, the blocking check fails and says why, and the deal scores keep
+    coming from the version promoted before."""
+    from ml.registry import ModelStore
+    from ml.win_model import WinModel
+
+    _, workspace, _, _ = run
+    home = tmp_path / "ws"
+    shutil.copytree(workspace.home, home, ignore=shutil.ignore_patterns("dagster_home", "*.wal"))
+    store = ModelStore(Workspace(home).models_dir())
+    promoted = store.current_version("win_model")
+    assert promoted is not None
+
+    real_fit = WinModel.fit
+
+    def fit_on_shuffled_labels(self, X, y, sample_time=None, groups=None):
+        shuffled = np.random.default_rng(0).permutation(np.asarray(y))
+        return real_fit(self, X, shuffled, sample_time, groups)
+
+    monkeypatch.setattr(WinModel, "fit", fit_on_shuffled_labels)
+    defs = build_definitions(str(home))
+    instance = dg.DagsterInstance.ephemeral()
+    retrain = defs.resolve_job_def("weekly_retrain").execute_in_process(
+        instance=instance, raise_on_error=False,
+        asset_selection=[dg.AssetKey("win_model"), dg.AssetKey("time_to_close_model")])
+    gate = {e.asset_key.to_user_string(): e for e in retrain.get_asset_check_evaluations()}
+    assert not gate["win_model"].passed and gate["win_model"].blocking
+    reason = gate["win_model"].metadata["reason"].value
+    assert "auc" in reason and "worse" in reason, reason
+    assert gate["win_model"].metadata["version_in_use"].value == promoted
+    assert len(store.versions("win_model")) == 2 and store.current_version("win_model") == promoted
+
+    scores = defs.resolve_job_def("daily_refresh").execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("deal_scores")])
+    materialized = scores.asset_materializations_for_node("deal_scores")[0]
+    assert materialized.metadata["win_model_version"].value == promoted

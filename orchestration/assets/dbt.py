@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from orchestration import progress
 from orchestration.resources import WorkspaceResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -71,5 +73,64 @@ def voronka_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # dbt runs as a subprocess that inherits this environment; the profile reads the path here.
     os.environ["VORONKA_WAREHOUSE"] = str(workspace.workspace.warehouse)
     context.log.info(f"dbt build as of {as_of} in {config.reporting_currency}")
-    yield from dbt.cli(["build", "--vars", dbt_vars(as_of, config.reporting_currency)],
-                       context=context).stream()
+    invocation = dbt.cli(["build", "--vars", dbt_vars(as_of, config.reporting_currency)], context=context)
+    # One step per model, seed or snapshot built and per test run as an asset check.
+    total = len(context.selected_asset_keys) + len(context.selected_asset_check_keys)
+    with progress.task("dbt build", total=total) as bar:
+        def advancing():
+            for event in invocation.stream():
+                if isinstance(event, (dg.Output, dg.AssetMaterialization, dg.AssetCheckResult)):
+                    bar.advance(note=_event_name(event))
+                yield event
+
+        yield from with_row_counts(advancing(), context, workspace.workspace.warehouse, table_models())
+
+
+def table_models() -> dict[str, str]:
+    """dbt model name -> schema, for the models materialised as tables (views are not counted:
+    counting one runs its query)."""
+    manifest = json.loads(voronka_dbt.manifest_path.read_text(encoding="utf-8"))
+    return {node["name"]: node["schema"] for node in manifest["nodes"].values()
+            if node["resource_type"] == "model" and node["config"].get("materialized") in ("table", "incremental")}
+
+
+def with_row_counts(events, context: dg.AssetExecutionContext, warehouse: Path, tables: dict[str, str]):
+    """The events with `dagster/row_count` on each table model's materialisation.
+
+    DuckDB has one writer and dbt holds the file until it exits, so the events are gathered
+    first and counted afterwards (the UI sees them at the end; the progress bar moves live). A
+    failing build still hands over what it built before raising. (dagster-dbt's own
+    fetch_row_counts reads the relation names parsed into the manifest, which name the database
+    of the parse, not the workspace's warehouse.)"""
+    gathered, failure = [], None
+    try:
+        gathered.extend(events)
+    except Exception as err:  # the build failed: report what it built, then fail
+        failure = err
+    names = {}
+    for event in gathered:
+        if isinstance(event, dg.Output):
+            names[id(event)] = context.asset_key_for_output(event.output_name).path[-1]
+        elif isinstance(event, dg.AssetMaterialization):
+            names[id(event)] = event.asset_key.path[-1]
+    counts = {}
+    if warehouse.exists() and any(name in tables for name in names.values()):
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            present = {(r[0], r[1]) for r in con.execute(
+                "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
+            ).fetchall()}
+            for name in set(names.values()):
+                if (tables.get(name), name) in present:
+                    counts[name] = con.execute(f'select count(*) from "{tables[name]}"."{name}"').fetchone()[0]
+    for event in gathered:
+        name = names.get(id(event))
+        yield event.with_metadata({**event.metadata, "dagster/row_count": counts[name]}) if name in counts else event
+    if failure is not None:
+        raise failure
+
+
+def _event_name(event) -> str:
+    if isinstance(event, dg.AssetCheckResult):
+        return f"test {event.check_name}"
+    key = getattr(event, "asset_key", None)
+    return key.to_user_string() if key is not None else event.output_name

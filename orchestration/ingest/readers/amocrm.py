@@ -256,7 +256,7 @@ def read_events(doc: RawJson, ctx: Context):
     rows.reject(rows.raw["created_at"] == "", "missing entered_at (field 'created_at')")
     rows.reject(bad, "unparseable entered_at '" + rows.raw["created_at"] + "' (field 'created_at', unix seconds)")
     rows.reject_future(entered, "entered_at", "created_at")
-    status = rows.require("status_id", "stage (value_after status id)")
+    rows.require("status_id", "stage (value_after status id)")
     key = rows.raw["pipeline_id"] + "/" + rows.raw["status_id"]
     known = key.isin(lookup.index)
     rows.reject(~known, "unknown status id '" + rows.raw["status_id"] + "' in pipeline '"
