@@ -70,7 +70,9 @@ def _compact_money(value: float) -> str:
     a = abs(value)
     for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if a >= size:
-            text = f"{a / size:.2f}{suffix}" if a < size * 100 else f"{a / size:.0f}{suffix}"
+            # Three significant digits, as the report shows money: 1.59M, 95.2K, 132K.
+            digits = 2 if a < size * 10 else 1 if a < size * 100 else 0
+            text = f"{a / size:.{digits}f}{suffix}"
             break
     else:
         text = f"{a:,.0f}"

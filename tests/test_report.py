@@ -25,7 +25,7 @@ import duckdb
 import pytest
 
 from ml.periods import quarter_of
-from orchestration.cli import main, render
+from orchestration.cli import _compact_money, main, render
 from orchestration.config import Workspace
 from orchestration.report.data import report_data
 from orchestration.report.export import neutralise
@@ -441,6 +441,8 @@ def test_cli_tables_fit_the_terminal_and_say_the_currency():
     narrow = render(rows, keys, "table", width=70)
     assert all(len(line) <= 70 for line in narrow.splitlines()[:-1])
     assert "2.20M" in narrow and "(money in USD)" in narrow and "warn" in narrow
+    assert "456K" in narrow  # three significant digits, as the report shows money
+    assert [_compact_money(v) for v in (95231.4, 132004.0, -1587.0, 999.4)] == ["95.2K", "132K", "-1.59K", "999"]
     assert json.loads(render(rows, keys, "json"))[0]["target"] == 2203628.7
     with pytest.raises(SystemExit) as exit_:  # a usage error is a user error: 1, not argparse's 2
         main(["funnel", "--no-such-option"])
