@@ -682,6 +682,10 @@ def _print_summary(workspace: Workspace, fmt: str) -> None:
 def _exit_for_checks(outcome: dict, args) -> int:
     if outcome["checks_failed"]:
         _progress("Checks that did not pass: " + ", ".join(outcome["checks_failed"]), args.quiet)
+        if any(c.endswith(":model_quality_gate") for c in outcome["checks_failed"]):
+            _progress("  (a model that is not better than its baseline is stored but not used: the version "
+                      "before it, or the stage baseline, scores the deals; `voronka evaluate` shows the figures)",
+                      args.quiet)
         if getattr(args, "fail_on_check", False):
             return EXIT_CHECKS_FAILED
     return EXIT_OK

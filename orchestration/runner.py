@@ -16,7 +16,10 @@ MODEL_ASSETS = ("win_model", "time_to_close_model")
 BACKTEST_ASSETS = ("forecast_backtest",)
 FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts",
                    "leadership_report")
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The console shows Voronka's own lines only: a failed step is reported by run_stage in one line
+# (a failed model gate is an outcome, not an error, and Dagster would print its stack trace);
+# every event stays in the workspace's Dagster instance for `voronka ui`.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 class PipelineError(RuntimeError):
@@ -57,10 +60,22 @@ def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.
     # A blocking check that fails stops what depends on it in this run; that is a check result,
     # not a broken pipeline.
     if not result.success and not blocking:
-        failure = next((e for e in result.all_events if e.is_failure), None)
-        detail = (failure.message or "") if failure is not None else "see `voronka ui`"
-        raise PipelineError(f"stage '{name}' failed: {detail.strip().splitlines()[0] if detail.strip() else ''}")
+        raise PipelineError(f"stage '{name}' failed: {_first_failure(result)}")
     return failed_checks, blocking
+
+
+def _first_failure(result) -> str:
+    """The first failed step's error in one line ('what went wrong', not 'step X failed')."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None) \
+        or next((e for e in result.all_events if e.is_failure), None)
+    if failure is None:
+        return "see `voronka ui`"
+    error = getattr(failure.step_failure_data, "error", None) if failure.is_step_failure else None
+    while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause  # Dagster wraps what the asset raised
+    text = (f"{failure.step_key}: {error.message}" if error is not None
+            else failure.message or "").strip()
+    return text.splitlines()[0] if text else "see `voronka ui`"
 
 
 def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:

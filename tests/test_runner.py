@@ -4,6 +4,7 @@ which only keeps the previous model (or the stage baseline) in use."""
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 import orchestration.definitions as definitions
@@ -57,3 +58,17 @@ def test_failed_model_gate_does_not_stop_scoring(stages_run):
     outcome = runner.run_pipeline(workspace, quiet=True, retrain=True)
     assert ran == [s[0] for s in STAGES]
     assert outcome["checks_failed"] == [gate]
+
+
+def test_a_failing_step_is_one_line_naming_its_error_and_nothing_else_is_printed(tmp_path, capsys):
+    @dg.asset
+    def broken_asset():
+        raise ValueError("the export has no deals")
+
+    defs = dg.Definitions(assets=[broken_asset], jobs=[dg.define_asset_job("daily_refresh")],
+                          executor=dg.in_process_executor)
+    with pytest.raises(runner.PipelineError) as err:
+        runner.run_stage(defs, dg.DagsterInstance.ephemeral(), [dg.AssetKey("broken_asset")], "ingest")
+    assert str(err.value) == "stage 'ingest' failed: broken_asset: ValueError: the export has no deals"
+    out, printed = capsys.readouterr()
+    assert out == "" and "Traceback" not in printed and "Stack Trace" not in printed and "ERROR" not in printed
