@@ -1,5 +1,6 @@
 """Known answers for the model forecast: the Monte Carlo engine, P(hit target), the common
-shock, the deals not yet created, the creation rate and the money calibration."""
+shock, the deals not yet created, the creation rate and the money calibration (level, clock
+and timing)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal, norm
 
-from ml.forecast import (NewPipeline, PeriodGrid, creation_rate, model_forecast, model_won_by,
-                         forecast_calibration, simulate_new_pipeline, simulate_won_by)
+from ml.forecast import (NewPipeline, PeriodGrid, apply_timing, creation_rate, curves_at, forecast_calibration,
+                         forecast_timing, model_forecast, model_won_by, simulate_new_pipeline, simulate_won_by)
 from ml.periods import current_and_next
 
 sys.path.insert(0, str(Path(__file__).parent / "ml"))
@@ -185,6 +186,82 @@ def test_calibration_corrects_models_that_ignore_deal_size():
         clocks = ordered.loc[ordered["winners"] >= 30, "clock"].to_numpy()
         assert (ordered["clock"] > 1.2).all()  # bins with few winners take the pipeline's clock
         assert len(clocks) >= 2 and (clocks > 1.2).all() and clocks[-1] > clocks[0], (pipeline, kind, clocks)
+
+
+
+def test_timing_ratio_interpolates_between_horizons_and_ends_at_one():
+    """A bin whose money came in half as fast as the curve said up to 150 days: its curve is
+    halved there, the ratio climbs linearly to 1 at 180 days and the curve is untouched after;
+    a deal of another pipeline is untouched."""
+    horizons = [7.0, 14.0, 21.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0, 180.0]
+    timing = pd.DataFrame({"pipeline": "A", "kind": "new", "amount_from": -np.inf, "horizon": horizons,
+                           "ratio": [0.5] * 9 + [1.0], "winners": 100})
+    days = np.arange(201, dtype=float)
+    curve = np.clip(days / 200, 0, 1)
+    out = apply_timing(np.vstack([curve, curve]), timing, "new", np.array(["A", "B"]), np.array([10.0, 10.0]))
+    assert out[0, 3] == pytest.approx(0.5 * 3 / 200)  # before the first horizon: its ratio
+    assert out[0, 30] == pytest.approx(0.5 * 30 / 200)
+    assert out[0, 165] == pytest.approx(0.75 * 165 / 200)
+    assert out[0, 180:] == pytest.approx(curve[180:])
+    assert (np.diff(out[0]) >= 0).all()
+    assert out[1] == pytest.approx(curve)  # pipeline B has no timing
+    assert apply_timing(np.vstack([curve]), timing, "open", np.array(["A"]), np.array([10.0]))[0] == pytest.approx(curve)
+
+
+def test_timing_makes_new_deals_win_their_money_as_late_as_past_deals_did():
+    """A time-to-close model that has every deal won evenly within 30 days (whatever its size):
+    the clock stretches it per amount bin, but one time scale cannot give the simulated big deals
+    their slow start, and it is fitted to counts while the money sits with the biggest deals.
+    After the timing calibration the money of the past year's new winners won within 14, 30 and
+    60 days of creation (as a share of what they won within 180) is what the curves say, within
+    the shrinkage; with the clock alone it is not."""
+    from ml.features import build_features, prepare
+    from synthetic_company import canonical, company_frames
+
+    company = canonical(company_frames(n_deals=3000, seed=5, end_date=date(2026, 6, 30)))
+    timeline = prepare(company["deals"], company["stage_events"], company["pipeline_stages"])
+
+    class SameForAll:
+        def predict_proba(self, X):
+            return np.column_stack([np.full(len(X), 0.7), np.full(len(X), 0.3)])
+
+    class WithinAMonth:
+        def predict_close_given_win(self, X, horizons):
+            return np.broadcast_to(np.clip(np.asarray(horizons, float) / 30, 0, 1), (len(X), len(horizons))).copy()
+
+    calibration = forecast_calibration(SameForAll(), WithinAMonth(), timeline)
+    started = time.perf_counter()
+    timing = forecast_timing(WithinAMonth(), timeline, calibration)
+    assert time.perf_counter() - started < 30
+    assert set(timing["kind"]) == {"open", "new"}
+    assert timing.loc[timing["horizon"] == 180, "ratio"].to_numpy() == pytest.approx(1.0)
+
+    d = timeline.deals
+    end = timeline.cutoff - pd.Timedelta(days=180)
+    lived = ((d["close_at"] - d["created_at"]) / pd.Timedelta(days=1)).to_numpy()
+    won = np.flatnonzero((d["placeable"] & (d["created_at"] <= end) & (d["created_at"] > end - pd.Timedelta(days=365))
+                          & d["close_known"] & (d["outcome"] == "won")).to_numpy() & (lived <= 180))
+    X = build_features(timeline, won, d["created_at"].to_numpy()[won])
+    pipes, amounts = X["pipeline"].astype(str).to_numpy(), X["amount_reporting"].to_numpy(float)
+    days = np.arange(181, dtype=float)
+    clock = calibration[calibration["kind"] == "new"]
+    scale = np.ones(len(X))
+    for pipeline, bins in clock.groupby("pipeline"):
+        rows = pipes == pipeline
+        which = np.searchsorted(bins["amount_from"].to_numpy(), amounts[rows], side="right") - 1
+        scale[rows] = bins["clock"].to_numpy()[np.maximum(which, 0)]
+    clocked = curves_at(WithinAMonth().predict_close_given_win(X, days), days[None, :] / scale[:, None])
+    timed = apply_timing(clocked, timing, "new", pipes, amounts)
+    for pipeline in sorted(set(pipes)):
+        rows = pipes == pipeline
+        a = amounts[rows]
+        for h in (14, 30, 60):
+            observed = (a * (lived[won][rows] <= h)).sum() / a.sum()
+            by_clock = (a * clocked[rows, h]).sum() / (a * clocked[rows, 180]).sum()
+            by_timing = (a * timed[rows, h]).sum() / (a * timed[rows, 180]).sum()
+            assert by_timing == pytest.approx(observed, abs=0.04), (pipeline, h, observed, by_timing)
+            if h == 14:
+                assert by_clock - observed > 0.07, (pipeline, h, observed, by_clock)
 
 
 def test_periods_of_the_grid_are_contiguous():
