@@ -69,10 +69,10 @@ FORMATS = {
                      "expected close date (no such standard field)", "stage probabilities",
                      "segment (custom field, kept in attributes)")),
     "bitrix24": Carries(
-        "bitrix24_crm.stagehistory.list.json", pipelines={"Продажи B2B": "0", "SaaS": "1"},
-        owner_as_id=True, lead_source_as_id=True, lost_reason=False, expected_close="open",
-        crm_probability=False, segment_attribute="UF_CRM_SEGMENT",
-        not_carried=("pipeline names: pipelines are category ids (0, 1)", "owner names (user ids)",
+        "bitrix24_crm.stagehistory.list.json", owner_as_id=True, lead_source_as_id=True,
+        lost_reason=False, expected_close="open", crm_probability=False, segment_attribute="UF_CRM_SEGMENT",
+        # pipeline names come back: crm.category.list names the categories (0, 1)
+        not_carried=("owner names (user ids)",
                      "lead source names (source ids)", "lost reason, segment, region, product "
                      "(UF_CRM_ fields in attributes)", "expected close of closed deals (CLOSEDATE "
                      "is then the close)", "stage probabilities")),

@@ -156,7 +156,8 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 frame = _unknown_stages_only(con, frame.drop(columns="_inferred"))
                 already_known = guessed - len(frame)
             derived_rows = frame.iloc[:0]
-            if "_derived" in frame:  # rows read off other rows, e.g. creation events of a history
+            if "_derived" in frame:  # rows read off other rows: the creation events of a history, the
+                # stages after the first of a Bitrix24 category (a category list's row is its stage list)
                 is_derived = frame["_derived"].eq(True).to_numpy()
                 frame = frame.drop(columns="_derived")
                 frame, derived_rows = frame[~is_derived], frame[is_derived]
@@ -173,7 +174,9 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 for row in derived_bad:
                     row["derived"] = True
                 quarantined.extend(derived_bad)
-                derived_loaded += _upsert(con, table, derived_rows, export_file)
+                derived_upserted = _upsert(con, table, derived_rows, export_file)
+                if table == "stage_events":  # FileResult.stage_events_derived counts events only
+                    derived_loaded += derived_upserted
                 frame = pd.concat([frame, derived_rows], ignore_index=True)
             kept[table] = frame
         snapshot = _record_snapshots(con, export_file, export, kept.get("deals"))

@@ -7,8 +7,9 @@ format and tests can round-trip: simulate -> native export -> readers -> the sam
 - amocrm: the deals export (CSV with BOM, Russian headers, `Бюджет ` with its trailing space,
   repeated columns, local times `DD.MM.YYYY HH:MM:SS` of the account's zone, `не закрыта`), the
   API v4 pipelines JSON and the API v4 events (`lead_status_changed`, a list of pages of 100).
-- bitrix24: REST `crm.status.list`, `crm.stagehistory.list` and `crm.deal.list` (lists of pages
-  of 50); pipelines are deal categories (`0` the default one, `C1:` stage prefixes in category 1).
+- bitrix24: REST `crm.category.list` (entityTypeId 2: the pipelines' names), `crm.status.list`,
+  `crm.stagehistory.list` and `crm.deal.list` (lists of pages of 50); pipelines are deal
+  categories (`0` the default one, `C1:` stage prefixes in category 1), named by the category list.
 - hubspot: the pipelines JSON and the UI deals export with `Date entered "<Stage> (<Pipeline>)"`
   columns (local times to the minute; one time per stage: its latest entry).
 - salesforce: OpportunityStage.csv, OpportunityHistory.csv and Opportunity.csv of a
@@ -19,8 +20,8 @@ format and tests can round-trip: simulate -> native export -> readers -> the sam
 
 Besides the CRM files every format gets the tables no CRM exports — targets.csv, fx_rates.csv,
 marketing_spend.csv — as canonical CSVs, their pipelines and lead sources named as the CRM names
-them (Bitrix24: category ids and source ids; Salesforce: its one pipeline `default`, targets
-summed in USD). The truth directory gets truth.csv and params.json (as `write_canonical`),
+them (Bitrix24: the pipelines by name, as its category list names them, and source ids;
+Salesforce: its one pipeline `default`, targets summed in USD). The truth directory gets truth.csv and params.json (as `write_canonical`),
 deal_keys.csv (simulator native_id -> the deal_key the warehouse will hold) and export.json (the
 CRM, its time zone, the files).
 
@@ -610,6 +611,13 @@ def _bitrix24(v: _View, inbox: Path) -> tuple[list[Path], np.ndarray]:
     users = _bitrix_users(v)
     time_block = '"time":{"start":1700000000.1,"finish":1700000000.2,"duration":0.1,"processing":0.05}'
 
+    # crm.category.list (entityTypeId 2): the names of the pipelines, category 0 the default
+    categories = [{"id": p, "name": name, "sort": 100 * (p + 1), "entityTypeId": 2,
+                   "isDefault": "Y" if p == 0 else "N"} for p, name in enumerate(v.pipelines)]
+    written = [_write_json(inbox / "bitrix24_crm.category.list.json",
+                           {"result": {"categories": categories}, "total": len(categories),
+                            "time": {"start": 1700000000.1, "finish": 1700000000.2}})]
+
     # crm.status.list: the deal stages of every category, and the lead sources
     statuses, n_status = [], 0
     for g, row in v.stages.iterrows():
@@ -630,9 +638,9 @@ def _bitrix24(v: _View, inbox: Path) -> tuple[list[Path], np.ndarray]:
         statuses.append({"ID": str(n_status), "ENTITY_ID": "SOURCE", "STATUS_ID": code, "NAME": name,
                          "NAME_INIT": "", "SORT": str(10 * n_status), "SYSTEM": "N", "CATEGORY_ID": None,
                          "COLOR": None, "SEMANTICS": None})
-    written = [_write_json(inbox / "bitrix24_crm.status.list.json",
-                           {"result": statuses, "total": len(statuses),
-                            "time": {"start": 1700000000.1, "finish": 1700000000.2}})]
+    written.append(_write_json(inbox / "bitrix24_crm.status.list.json",
+                               {"result": statuses, "total": len(statuses),
+                                "time": {"start": 1700000000.1, "finish": 1700000000.2}}))
 
     # crm.stagehistory.list (entityTypeId 2): every stage a deal entered, creation included
     order = np.lexsort((np.arange(len(v.ev_t)), v.ev_t))
@@ -1088,9 +1096,7 @@ def _write_reference_tables(v: _View, inbox: Path, crm: str) -> list[Path]:
     """targets, fx_rates and marketing_spend as canonical CSVs, named as the CRM names things."""
     targets = v.company.targets.copy()
     spend = v.company.marketing_spend.copy()
-    if crm == "bitrix24":
-        targets["scope_pipeline"] = targets["scope_pipeline"].map(
-            {name: str(p) for p, name in enumerate(v.pipelines)}).where(targets["scope_pipeline"].notna(), None)
+    if crm == "bitrix24":  # pipelines by name (the category list names them), sources by id
         spend["lead_source"] = spend["lead_source"].map(_bitrix_sources(v))
     elif crm == "salesforce":
         targets = _salesforce_targets(targets, v.company.fx_rates)

@@ -49,6 +49,8 @@ CASES = {
     "truncated_in_quoted_field_amocrm.csv": Error(("quoted field opened on line 3 never closes", "truncated")),
     "ragged_row_hubspot.csv": Error(("line 2 has 11 fields where the header has 10",)),
     "amocrm_events_without_pipelines.json": Error(("pipelines export", "same folder")),
+    "bitrix_category_list_alone.json": Error(("Bitrix24 category list names pipelines only",
+                                              "put the crm.status.list", "beside it")),
     "duplicate_ids_conflict_hubspot.csv": Rows(kept=["1", "2"], rejected={
         3: ("duplicate Record ID '1' (first seen in row 1)", "conflicting", "'Amount' is '10' there, '99' here")}),
     "duplicate_ids_identical_pipedrive.csv": Rows(kept=["7", "8"], rejected={

@@ -1,20 +1,33 @@
-"""Bitrix24: REST `crm.deal.list`, `crm.stagehistory.list` and `crm.status.list` (JSON as the
-API returns it, or the same fields as CSV), and the UI export with Russian headers.
+"""Bitrix24: REST `crm.deal.list`, `crm.stagehistory.list`, `crm.status.list` and the deal
+category list (`crm.category.list` with entityTypeId 2, or the older `crm.dealcategory.list` and
+`crm.dealcategory.default.get`) — JSON as the API returns it, or the same fields as CSV — and the
+UI export with Russian headers.
 
-Pipelines are deal categories, named by `CATEGORY_ID` ("0" is the default one; a `C<n>:` stage
-prefix also gives it). Stages are named by `crm.status.list` NAME when that list is given (in the
-same folder), else by the stage id without its `C<n>:` prefix (`NEW`, `WON`, `UC_3XK2`). Outcome:
-`STAGE_SEMANTIC_ID` P/S/F (open/won/lost); without it the status list's SEMANTICS, then the
-default ids (WON; LOSE, APOLOGY) and names. The UI export names its stages and, when it has a
-`Направление`/`Воронка` column, its pipelines; its times are local (the `timezone` setting).
+Pipelines are deal categories. The REST exports name them only by `CATEGORY_ID` ("0" is the
+default one; a `C<n>:` stage prefix also gives it): with a category list in the same folder each
+id is replaced by the category's name (a category missing from the list keeps its id, with a
+warning), else the pipeline is the id. Stages are named by `crm.status.list` NAME when that list
+is given (in the same folder), else by the stage id without its `C<n>:` prefix (`NEW`, `WON`,
+`UC_3XK2`). Outcome: `STAGE_SEMANTIC_ID` P/S/F (open/won/lost); without it the status list's
+SEMANTICS, then the default ids (WON; LOSE, APOLOGY) and names. The UI export names its stages
+and, when it has a `Направление`/`Воронка` column, its pipelines; its times are local (the
+`timezone` setting).
+
+A category list loaded as a file of its own gives the stage lists of its pipelines: the
+crm.status.list beside it, named by the categories (the same rows the status list loads, so the
+two never conflict). Each category is one row of the file, loaded with its pipeline's stages (the
+stages after its first are rows derived from it); a category the status list has no stages for
+is rejected. Without a crm.status.list beside it the file is refused: it names pipelines only.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 
+from orchestration.ingest.errors import ExportFormatError
 from orchestration.ingest.readers import textfile
 from orchestration.ingest.readers.common import (
     Context,
@@ -44,6 +57,9 @@ DEFAULT_NAMES = ["Новая", "Подготовка документов", "С�
 WON_NAMES = {norm(n) for n in ("Сделка успешна", "Успешная сделка", "Сделка заключена")}
 LOST_NAMES = {norm(n) for n in ("Сделка провалена", "Анализ причины провала", "Провалена")}
 _PREFIX = re.compile(r"^C(\d+):")
+DEAL_ENTITY_TYPE = "2"  # crm.category.list entityTypeId of deals
+# Every field of crm.dealcategory.list (crm.dealcategory.fields); its records have no others.
+LEGACY_CATEGORY_FIELDS = {"ID", "NAME", "SORT", "IS_LOCKED", "CREATED_DATE"}
 
 
 def _as_table(loaded, ctx: Context, *paths) -> RawTable:
@@ -124,10 +140,12 @@ def _status_table(table: RawTable, ctx: Context) -> tuple[pd.DataFrame, Rows, in
 def read_statuses(loaded, ctx: Context):
     table = _as_table(loaded, ctx, ("result",))
     frame, rows, ignored = _status_table(table, ctx)
-    out = stages_frame(frame["pipeline"], frame["stage"], frame["stage_order"], frame["kind"],
+    pipeline, warnings = _name_pipelines(frame["pipeline"], _categories_beside(ctx), ctx)
+    out = stages_frame(pipeline, frame["stage"], frame["stage_order"], frame["kind"],
                        row_numbers=frame["_row_number"])
-    warnings = [f"{ctx.file}: {ignored} statuses of other lists than deal stages (ENTITY_ID not "
-                "DEAL_STAGE…) were not read"] if ignored else []
+    if ignored:
+        warnings.append(f"{ctx.file}: {ignored} statuses of other lists than deal stages (ENTITY_ID "
+                        "not DEAL_STAGE…) were not read")
     return finish(ctx, SOURCE, "pipeline_stages", rows, {"pipeline_stages": out}, warnings)
 
 
@@ -159,6 +177,147 @@ def _name_stages(stage_ids: pd.Series, category: pd.Series, statuses: pd.DataFra
 
 
 # --------------------------------------------------------------------------------------------
+# crm.category.list (entityTypeId 2) / crm.dealcategory.list / crm.dealcategory.default.get
+
+
+def _is_legacy_category(record) -> bool:
+    return isinstance(record, dict) and {"ID", "NAME"} <= set(record) <= LEGACY_CATEGORY_FIELDS
+
+
+def _category_page(page) -> tuple[str, list] | None:
+    """(shape, categories) of one response: "category" for crm.category.list (`result.categories`)
+    and crm.category.get (`result.category`); "dealcategory" for crm.dealcategory.list (`result`:
+    records of its five fields only) and crm.dealcategory.default.get (`result`: one record)."""
+    result = page.get("result") if isinstance(page, dict) else None
+    if isinstance(result, dict):
+        if isinstance(result.get("categories"), list):
+            found = result["categories"]
+            return ("category", found) if all(isinstance(r, dict) for r in found) else None
+        if isinstance(result.get("category"), dict):
+            return "category", [result["category"]]
+        return ("dealcategory", [result]) if _is_legacy_category(result) else None
+    if isinstance(result, list) and result and all(_is_legacy_category(r) for r in result):
+        return "dealcategory", result
+    return None
+
+
+def _category_records(data) -> tuple[str, list] | None:
+    """(shape, categories) of a response or of a list of pages of one shape; None if neither."""
+    pages = [_category_page(p) for p in data] if isinstance(data, list) and data else [_category_page(data)]
+    if None in pages or len({shape for shape, _ in pages}) != 1:
+        return None
+    return pages[0][0], [r for _, records in pages for r in records]
+
+
+def _probe_categories(shape: str):
+    def probe(data) -> bool:
+        found = _category_records(data)
+        return found is not None and found[0] == shape
+    return probe
+
+
+def _category_table(loaded, ctx: Context) -> tuple[pd.DataFrame, Rows, list[str]]:
+    """Deal categories of a category list: category (the id), pipeline (the name), aligned with
+    the file's rows; rows that cannot name a pipeline are rejected. A name two categories share
+    is made unique with the id of the later one (a pipeline is its name)."""
+    if isinstance(loaded, RawTable):
+        table = loaded
+    else:
+        _, records = _category_records(loaded.data) or ("", [])
+        table = textfile.table_from_records(loaded.path, records)
+    rows = Rows(table, ctx)
+    id_col = rows.column("ID", required=True, field="category id")
+    name_col = rows.column("NAME", required=True, field="pipeline name")
+    type_col = rows.column("entityTypeId", "ENTITY_TYPE_ID")
+    ids = rows.require(id_col, "category id")
+    whole = ids.fillna("").str.fullmatch(r"\d+")
+    rows.reject(ids.notna() & ~whole,
+                lambda idx: "unparseable category id '" + ids.reindex(idx).str.slice(0, 80)
+                + f"' (column {id_col!r}; a category id is a whole number, like CATEGORY_ID)")
+    category = ids.where(~whole, ids.str.lstrip("0").replace("", "0"))  # "007" is category 7
+    name = rows.require(name_col, "pipeline name")
+    if type_col:
+        entity = rows.text(type_col)
+        rows.reject(entity.notna() & (entity != DEAL_ENTITY_TYPE),
+                    "a category of entityTypeId '" + entity.fillna("") + "', not of deals (call "
+                    f"crm.category.list with entityTypeId {DEAL_ENTITY_TYPE})")
+    rows.reject_duplicates(category.where(rows.good), id_col)
+    good = rows.good
+    warnings = []
+    shared = good & name.where(good).duplicated(keep="first")
+    if shared.any():
+        renamed = name[shared] + " (" + category[shared] + ")"
+        for i in shared.index[shared.to_numpy()]:
+            warnings.append(f"{ctx.file}: category {category[i]} has the name '{name[i]}' of an earlier "
+                            f"category; its pipeline is '{renamed[i]}'")
+        name = name.where(~shared, renamed)
+    frame = pd.DataFrame({"category": category, "pipeline": name,
+                          "_row_number": table.row_numbers}, index=table.frame.index)
+    return frame, rows, warnings
+
+
+@dataclass(frozen=True)
+class _Categories:
+    names: dict  # category id -> pipeline name
+    files: tuple  # the category lists beside the file
+
+
+def _categories_beside(ctx: Context) -> _Categories | None:
+    """The category lists in the export's folder, newest first (the newest names a category)."""
+    names, files = {}, []
+    for _, loaded in companion_files(ctx, [CATEGORIES, DEAL_CATEGORIES]):
+        try:
+            frame, rows, _ = _category_table(loaded, Context(loaded.path))
+        except ExportFormatError:
+            continue  # refused when it is loaded itself, with the reason
+        files.append(loaded.path.name)
+        for category, name in zip(frame["category"][rows.good], frame["pipeline"][rows.good]):
+            names.setdefault(category, name)
+    return _Categories(names, tuple(files)) if files else None
+
+
+def _name_pipelines(category: pd.Series, categories: _Categories | None, ctx: Context):
+    """(pipeline per row, warnings): the category's name from the list beside, else its id."""
+    if categories is None:
+        return category, []
+    named = category.map(categories.names)
+    missing = pd.unique(category[named.isna() & category.notna()])
+    warnings = []
+    if len(missing):
+        ids = ", ".join(sorted(map(str, missing), key=lambda c: (len(c), c)))
+        many = len(missing) > 1
+        warnings.append(f"{ctx.file}: categor{'ies' if many else 'y'} {ids} {'are' if many else 'is'} "
+                        f"not in the category list beside it ({', '.join(categories.files)}); "
+                        f"{'their pipelines keep' if many else 'its pipeline keeps'} the category id")
+    return named.fillna(category), warnings
+
+
+def read_categories(loaded, ctx: Context):
+    """A category list as a file: the stage lists of its pipelines from the crm.status.list
+    beside it, named. Each category is one row, loaded as its first stage plus the others
+    (marked `_derived`: not rows of the file); refused when no status list is beside it."""
+    statuses = _statuses_beside(ctx)
+    if statuses is None:
+        raise ExportFormatError(
+            "a Bitrix24 category list names pipelines only; it loads as their stage lists, which come "
+            "from a crm.status.list in the same folder, and there is none: put the crm.status.list "
+            "(REST crm.status.list, its DEAL_STAGE… entries) beside it (a crm.deal.list or "
+            "crm.stagehistory.list in the folder takes its pipeline names from this file either way)",
+            file=ctx.file)
+    frame, rows, warnings = _category_table(loaded, ctx)
+    listed = set(statuses["pipeline"])
+    rows.reject(~frame["category"].isin(listed),
+                lambda idx: "no deal stages of category " + frame["category"].reindex(idx).astype(str)
+                + " in the crm.status.list beside it (ENTITY_ID DEAL_STAGE or DEAL_STAGE_<id>)")
+    stages = statuses.drop(columns="_row_number").rename(columns={"pipeline": "category"}) \
+        .merge(frame[rows.good], on="category").sort_values(["_row_number", "stage_order"], kind="stable")
+    out = stages_frame(stages["pipeline"], stages["stage"], stages["stage_order"], stages["kind"],
+                       row_numbers=stages["_row_number"])
+    out["_derived"] = stages["_row_number"].duplicated().to_numpy()  # a category's stages after its first
+    return finish(ctx, SOURCE, "pipeline_stages", rows, {"pipeline_stages": out}, warnings)
+
+
+# --------------------------------------------------------------------------------------------
 # crm.deal.list
 
 
@@ -185,6 +344,7 @@ def read_deals(loaded, ctx: Context):
     closed_flag = rows.bools(closed_flag_col, "CLOSED") if closed_flag_col else None
 
     statuses = _statuses_beside(ctx)
+    categories = _categories_beside(ctx)
     stage, listed_kind = _name_stages(stage_id.fillna(""), category, statuses)
     sem = rows.text(sem_col).fillna("").str.upper() if sem_col else pd.Series("", index=stage.index)
     rows.reject(~sem.isin(["", "P", "S", "F"]), "unknown outcome '" + sem
@@ -200,29 +360,33 @@ def read_deals(loaded, ctx: Context):
     rows.reject_future(closed_at.where(outcome != "open"), "closed_at", close_col)
     rows.reject_duplicates(native, id_col)
     good = rows.good.to_numpy()
+    pipeline, warnings = _name_pipelines(category.where(rows.good), categories, ctx)
     deals = deals_frame(
         SOURCE, rows,
-        native_id=native, pipeline=category, title=rows.text(rows.column("TITLE")),
+        native_id=native, pipeline=pipeline, title=rows.text(rows.column("TITLE")),
         owner=rows.text(rows.column("ASSIGNED_BY_ID")), lead_source=rows.text(rows.column("SOURCE_ID")),
         amount=amount, currency=rows.text_or(rows.column("CURRENCY_ID"), ctx.currency),
         created_at=created, expected_close_date=close_date, closed_at=closed_at.where(outcome != "open"),
         outcome=outcome, current_stage=stage,
         exported_at=newest(created, modified, mask=good),
     )
-    return _with_stages(ctx, rows, deals, statuses, typical=DEFAULT_IDS,
+    return _with_stages(ctx, rows, deals, statuses, categories, warnings, typical=DEFAULT_IDS,
                         terminal=(("WON", "won"), ("LOSE", "lost")))
 
 
-def _with_stages(ctx, rows, deals, statuses, typical, terminal=()):
+def _with_stages(ctx, rows, deals, statuses, categories, warnings, typical, terminal=()):
     frames = {"deals": deals}
-    warnings = []
+    warnings = list(warnings)
     if statuses is not None:
-        frames["pipeline_stages"] = stages_frame(statuses["pipeline"], statuses["stage"],
-                                                 statuses["stage_order"], statuses["kind"])
+        pipeline, _ = _name_pipelines(statuses["pipeline"], categories, ctx)
+        frames["pipeline_stages"] = stages_frame(pipeline, statuses["stage"], statuses["stage_order"],
+                                                 statuses["kind"])
     elif len(deals):
-        frames["pipeline_stages"], warnings = infer_stages(
+        inferred, inferred_warnings = infer_stages(
             ctx.file, deals["pipeline"], deals["current_stage"], deals["outcome"],
             created_at=deals["created_at"], typical=typical, terminal=terminal)
+        frames["pipeline_stages"] = inferred
+        warnings += inferred_warnings
     return finish(ctx, SOURCE, "deals", rows, frames, warnings)
 
 
@@ -253,10 +417,11 @@ def read_history(loaded, ctx: Context):
     if id_col:
         rows.reject_duplicates(rows.text(id_col), id_col)
     good = rows.good.to_numpy()
+    pipeline, warnings = _name_pipelines(category[good], _categories_beside(ctx), ctx)
     origin = type_id.map({"1": "created"}).fillna("history")
-    ev = events_frame(SOURCE + ":" + owner[good], category[good], stage[good], entered[good],
+    ev = events_frame(SOURCE + ":" + owner[good], pipeline, stage[good], entered[good],
                       origin[good], table.row_numbers[good])
-    return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": ev})
+    return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": ev}, warnings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,8 +440,10 @@ def read_ui_deals(loaded: RawTable, ctx: Context):
     closed_flag_col = rows.column("Закрыта", "Сделка закрыта")
     native = rows.require(id_col, "native_id")
     stage = rows.require(stage_col, "current_stage")
-    pipeline = rows.text(pipeline_col).fillna(DEFAULT_CATEGORY) if pipeline_col else \
-        pd.Series(DEFAULT_CATEGORY, index=stage.index)
+    categories = _categories_beside(ctx)
+    default = categories.names.get(DEFAULT_CATEGORY, DEFAULT_CATEGORY) if categories else DEFAULT_CATEGORY
+    pipeline = rows.text(pipeline_col).fillna(default) if pipeline_col else \
+        pd.Series(default, index=stage.index)
     created = rows.timestamps(created_col, "created_at", required=True)
     amount = rows.numbers(rows.column("Сумма", "Сумма сделки"), "amount")
     expected = rows.dates(expected_col, "expected_close_date")
@@ -311,7 +478,7 @@ def read_ui_deals(loaded: RawTable, ctx: Context):
         created_at=created, expected_close_date=expected, closed_at=closed_at.where(outcome != "open"),
         outcome=outcome, current_stage=stage, exported_at=newest(created, modified, mask=good),
     )
-    return _with_stages(ctx, rows, deals, statuses, typical=DEFAULT_NAMES,
+    return _with_stages(ctx, rows, deals, statuses, categories, [], typical=DEFAULT_NAMES,
                         terminal=(("Сделка успешна", "won"), ("Сделка провалена", "lost")))
 
 
@@ -349,4 +516,16 @@ UI_DEALS = Format(
                "Дата создания", "Предполагаемая дата закрытия", "Источник", "Дата изменения"),
     min_match=4,
 )
-FORMATS = [STATUSES, HISTORY, DEALS, UI_DEALS]
+# A category CSV is told from a status list or a deal list by the columns it does not have.
+_NOT_CATEGORIES = ("ENTITY_ID", "STATUS_ID", "STAGE_ID", "OWNER_ID", "TITLE")
+CATEGORIES = Format(
+    "bitrix24.categories", SOURCE, "Bitrix24 crm.category.list (deal pipelines)", read_categories,
+    signature=("id", "name", "sort", "entityTypeId", "isDefault"), min_match=3,
+    excludes=_NOT_CATEGORIES, probe=_probe_categories("category"), head_needles=('"categor',),
+)
+DEAL_CATEGORIES = Format(
+    "bitrix24.dealcategories", SOURCE, "Bitrix24 crm.dealcategory.list (deal pipelines)",
+    read_categories, signature=("ID", "NAME", "SORT", "IS_LOCKED", "CREATED_DATE"), min_match=3,
+    excludes=_NOT_CATEGORIES, probe=_probe_categories("dealcategory"), head_needles=('"NAME"',),
+)
+FORMATS = [STATUSES, HISTORY, DEALS, UI_DEALS, CATEGORIES, DEAL_CATEGORIES]

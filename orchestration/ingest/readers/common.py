@@ -514,7 +514,8 @@ def infer_stages(file: str, pipeline: pd.Series, stage: pd.Series, kind: pd.Seri
 @dataclass(frozen=True)
 class Format:
     """One kind of file a reader understands. Tables are recognised by their header
-    (`signature` columns, at least `min_match` of them); JSON documents by `probe`."""
+    (`signature` columns, at least `min_match` of them, and none of `excludes`); JSON documents
+    by `probe`."""
 
     name: str  # e.g. "amocrm.deals"
     source: str  # the source_system / read_export source name
@@ -524,6 +525,7 @@ class Format:
     min_match: int = 3
     probe: Callable | None = None  # JSON: (data) -> bool
     head_needles: tuple = ()  # JSON: substrings its first 64 KB holds (cheap companion test)
+    excludes: tuple = ()  # columns a table of this format never has
 
     def table_score(self, columns: list[str]) -> tuple[int, float]:
         have = {norm(c) for c in columns}
@@ -533,7 +535,8 @@ class Format:
 
     def matches_table(self, columns: list[str]) -> bool:
         matched, _ = self.table_score(columns)
-        return bool(self.signature) and matched >= min(self.min_match, len(self.signature))
+        excluded = {norm(c) for c in self.excludes} & {norm(c) for c in columns}
+        return bool(self.signature) and matched >= min(self.min_match, len(self.signature)) and not excluded
 
 
 def records_from_json(data, *paths: tuple) -> list | None:
