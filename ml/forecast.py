@@ -588,7 +588,7 @@ CLOCK_HORIZONS = np.array([7.0, 14.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0])
 def forecast_calibration(win_model, ttc_model, timeline, window_days: int = 365, max_rows: int = 50_000,
                          seed: int = 0, amount_bins: int = 5, pseudo_deals: float = 30.0,
                          bounds: tuple[float, float] = (0.33, 3.0), clock_window: int = 180,
-                         max_winners: int = 4000) -> pd.DataFrame:
+                         max_winners: int = 4000, examples: pd.DataFrame | None = None) -> pd.DataFrame:
     """How the two models' errors move with deal size, per pipeline and amount bin (quantiles of
     the amounts), separately for open deals (every weekly as-of date) and new deals (their state
     at creation), from the as-of examples of the timeline (nothing after its cut-off):
@@ -606,14 +606,17 @@ def forecast_calibration(win_model, ttc_model, timeline, window_days: int = 365,
       matches the winners' observed times (examples from `clock_window` days before the cut-off
       backwards, won within `clock_window` days of their as-of date) rescales each curve:
       G'(h) = G(h / s). A bin with fewer than 30 winners takes its pipeline's clock.
-    Returns pipeline, kind (open/new), amount_from (lower edge; the first bin -inf), factor,
-    clock, rows, winners.
+    `examples`: the timeline's as-of examples on every weekly date, if already built (else built
+    here, at most `max_rows`). Returns pipeline, kind (open/new), amount_from (lower edge; the
+    first bin -inf), factor, clock, rows, winners.
     """
     from ml.features import examples_from_timeline
     from ml.win_model import cutoff_of, maturity
 
     columns = ["pipeline", "kind", "amount_from", "factor", "clock", "rows", "winners"]
-    examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=max_rows, seed=seed)
+    if examples is None:
+        examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=max_rows, seed=seed)
+    examples = examples.copy()
     if examples.empty:
         return pd.DataFrame(columns=columns)
     cutoff = cutoff_of(examples)
@@ -852,8 +855,14 @@ def score_forecast_inputs(timeline, win_model, ttc_model, as_of, periods: list[P
     as_of = pd.Timestamp(as_of)
     grid = PeriodGrid.build(as_of, periods)
     X = open_deal_features(timeline, as_of)
-    calibration = forecast_calibration(win_model, ttc_model, timeline, seed=seed) if calibrate else None
-    timing = forecast_timing(ttc_model, timeline, calibration, seed=seed) if calibrate and calibrate_timing else None
+    calibration = timing = None
+    if calibrate:  # both corrections read the same weekly as-of examples: built once
+        from ml.features import examples_from_timeline
+
+        examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=50_000, seed=seed)
+        calibration = forecast_calibration(win_model, ttc_model, timeline, seed=seed, examples=examples)
+        if calibrate_timing:
+            timing = forecast_timing(ttc_model, timeline, calibration, examples=examples, seed=seed)
     if len(X):
         pipes, amounts = X["pipeline"].astype(str).to_numpy(), X["amount_reporting"].to_numpy(float)
         p_win = np.clip(win_model.predict_proba(X)[:, 1]
