@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import duckdb
 import numpy as np
@@ -94,7 +93,8 @@ def test_the_loader_reconciles_every_fixture_folder(fixtures, tmp_path):
     assert won_dealer == ("won",)
 
 
-def test_reading_scales_without_per_row_work(tmp_path):
+def test_a_large_export_with_multi_line_notes_reads_every_row(tmp_path):
+    # How fast it reads is measured in benchmarks/ingest_benchmark.py, not asserted here.
     n = 20_000
     rng = np.random.default_rng(3)
     stages = np.array(["Первичный контакт", "Переговоры", "Успешно реализовано", "Закрыто и не реализовано"])
@@ -109,11 +109,8 @@ def test_reading_scales_without_per_row_work(tmp_path):
     })
     path = tmp_path / "big.csv"
     frame.to_csv(path, index=False, sep=";")
-    started = time.perf_counter()
     export = read_export(path, companions=[])
-    elapsed = time.perf_counter() - started
     deals = export.frames["deals"]
     assert len(deals) == n and not export.rejected
     assert (deals["outcome"] == "won").sum() == (stage == stages[2]).sum()
     assert deals["created_at"].tolist() == list(created)
-    assert elapsed < 15, elapsed  # about 1 s here; per-row Python would take far longer
