@@ -7,7 +7,7 @@ orchestration/assets/forecast.py are thin wrappers over these.
   funnel is drying up"): what the target still needs from deals not yet created, against what
   the model expects them to bring at the current creation rate.
 - stalled_share: too many open deals stalled in their stage.
-- export_freshness: the newest export is older than allowed (wall clock; never on a replay).
+- export_freshness: a source's newest export is older than allowed (wall clock; never on a replay).
 - stage_shortfall / segment_shortfall: where a short pipeline is short (for the coverage check).
 """
 
@@ -122,22 +122,37 @@ def stalled_share(scores: pd.DataFrame, max_share: float) -> Health:
     return Health(over.empty, WARN, summary, table, {"stalled_share": overall, "max_stalled_share": max_share})
 
 
-def export_freshness(newest_export: datetime | None, now: datetime, max_age_days: float,
+def export_freshness(newest_by_source: dict, now: datetime, max_age_days: float,
                      replay_as_of: str | None = None) -> Health:
-    """The newest export against the wall clock `now`. A replay (`--as-of`) analyses old data on
-    purpose, so it never fails; with no export at all it fails (ERROR)."""
+    """The newest export of each source system (source -> time) against the wall clock `now`:
+    fails when one is older than `max_age_days` — "no HubSpot export for 4 days" while amoCRM
+    still comes in is a broken export job too. A replay (`--as-of`) analyses old data on purpose,
+    so it never fails; with no export at all it fails (ERROR). rows: source_system,
+    newest_export, age_days, max_age_days, status (ok / warn)."""
+    columns = ["source_system", "newest_export", "age_days", "max_age_days", "status"]
     if replay_as_of:
         return Health(True, WARN, f"replay as of {replay_as_of}: freshness is not judged",
-                      figures={"replay_as_of": replay_as_of})
-    if newest_export is None:
-        return Health(False, ERROR, "no export loaded yet", figures={"max_export_age_days": max_age_days})
-    age = (pd.Timestamp(now) - pd.Timestamp(newest_export)) / pd.Timedelta(days=1)
-    passed = age <= max_age_days
-    summary = (f"newest export {pd.Timestamp(newest_export)} is {age:.1f} days old"
-               + ("" if passed else f" (limit {max_age_days:g}): no export for {age:.0f} days"))
-    return Health(passed, WARN, summary, figures={"newest_export": str(newest_export),
-                                                  "age_days": round(float(age), 2),
-                                                  "max_export_age_days": max_age_days})
+                      pd.DataFrame(columns=columns), {"replay_as_of": replay_as_of})
+    if not newest_by_source:
+        return Health(False, ERROR, "no export loaded yet", pd.DataFrame(columns=columns),
+                      {"max_export_age_days": max_age_days})
+    rows = pd.DataFrame({"source_system": list(newest_by_source),
+                         "newest_export": pd.to_datetime(list(newest_by_source.values()))})
+    rows["age_days"] = ((pd.Timestamp(now) - rows["newest_export"]) / pd.Timedelta(days=1)).round(2)
+    rows["max_age_days"] = float(max_age_days)
+    rows["status"] = np.where(rows["age_days"] > max_age_days, WARN, OK)
+    rows = rows.sort_values("age_days", ascending=False).reset_index(drop=True)
+    stale = rows[rows["status"] == WARN]
+    if stale.empty:
+        oldest = rows.iloc[0]
+        summary = (f"every source exported within {max_age_days:g} days (oldest: "
+                   f"{oldest['source_system']}, {oldest['age_days']:.1f} days ago)")
+    else:
+        summary = "; ".join(f"no {r.source_system} export for {r.age_days:.0f} days (newest "
+                            f"{r.newest_export}, limit {max_age_days:g})" for r in stale.itertuples())
+    return Health(stale.empty, WARN, summary, rows,
+                  {"sources": len(rows), "stale_sources": len(stale), "max_export_age_days": max_age_days,
+                   "oldest_age_days": float(rows["age_days"].max())})
 
 
 # ---------------------------------------------------------------- where a pipeline is short

@@ -30,6 +30,18 @@ def newest_data_time(con: duckdb.DuckDBPyConnection) -> datetime:
     return row[0]
 
 
+def newest_export_by_source(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
+    """source_system -> when its newest export was made (exported_at; without it, the newest
+    creation or close in its deals): what freshness is judged on."""
+    rows = con.execute(
+        """
+        select source_system, coalesce(max(exported_at), greatest(max(created_at), max(closed_at)))
+        from raw.deals group by source_system order by source_system
+        """
+    ).fetchall()
+    return {source: newest for source, newest in rows if newest is not None}
+
+
 def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     return con.execute(f"select * from {table}").df()
 

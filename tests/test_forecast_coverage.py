@@ -163,13 +163,19 @@ def test_stalled_share_check():
     assert health.stalled_share(scores, max_share=0.8).passed
 
 
-def test_export_freshness_uses_the_wall_clock_but_never_fails_a_replay():
+def test_export_freshness_is_judged_per_source_on_the_wall_clock_but_never_on_a_replay():
     now = datetime(2026, 11, 23, 9, 0)
-    assert health.export_freshness(datetime(2026, 11, 21, 23, 59), now, 3).passed
-    stale = health.export_freshness(datetime(2026, 11, 18, 23, 59), now, 3)
-    assert not stale.passed and "no export for 4 days" in stale.summary
-    assert health.export_freshness(datetime(2025, 1, 1), now, 3, replay_as_of="2025-01-01").passed
-    assert health.export_freshness(None, now, 3).severity == health.ERROR
+    fresh = health.export_freshness({"amocrm": datetime(2026, 11, 21, 23, 59)}, now, 3)
+    assert fresh.passed and fresh.rows.loc[0, "age_days"] == pytest.approx(1.38, abs=0.01)
+    # One CRM's export job stopped while the other's still runs: that fails, naming it.
+    mixed = health.export_freshness({"amocrm": datetime(2026, 11, 22, 23, 59),
+                                     "hubspot": datetime(2026, 11, 18, 23, 59)}, now, 3)
+    assert not mixed.passed and mixed.severity == health.WARN
+    assert "no hubspot export for 4 days" in mixed.summary and "amocrm" not in mixed.summary
+    assert dict(zip(mixed.rows["source_system"], mixed.rows["status"])) == {"hubspot": "warn", "amocrm": "ok"}
+    assert mixed.figures["stale_sources"] == 1
+    assert health.export_freshness({"amocrm": datetime(2025, 1, 1)}, now, 3, replay_as_of="2025-01-01").passed
+    assert health.export_freshness({}, now, 3).severity == health.ERROR
 
 
 def test_where_a_short_pipeline_is_short():

@@ -1,25 +1,28 @@
 """Alerts (no Dagster imports): build an alert, decide whether to send it, deliver it.
 
-- model.py     Alert, Delivery; the coverage alert and recovery notice built from coverage rows
+- model.py     Alert, Delivery; the coverage and export-freshness alerts and their recovery notices
 - state.py     send when a check turns bad, remind while it stays bad, notice when it recovers
                (alerts/state.json in the workspace, keyed on the run's as-of time)
 - sinks.py     Slack incoming webhook, generic JSON webhook, email over SMTP, JSON-lines file;
                secrets only from the environment variables the config names, read at send time
 - delivery.py  retries with exponential backoff; every delivery recorded in alerts/deliveries.jsonl
-- notify.py    one kind, one run: decide → deliver → record → store state (`notify_coverage`)
+- notify.py    one kind, one run: decide → deliver → record → store state (`notify_coverage`,
+               `notify_freshness`)
 
 Sinks are configured in voronka.yaml; a delivery failure is recorded and returned, never raised,
 so a dead endpoint does not fail the pipeline.
 """
 
 from orchestration.alerts.delivery import deliver, deliver_one, record_deliveries
-from orchestration.alerts.model import Alert, Delivery, coverage_alert, coverage_recovery
-from orchestration.alerts.notify import AlertSettings, Outcome, notify, notify_coverage, reminder
+from orchestration.alerts.model import (Alert, Delivery, coverage_alert, coverage_recovery, freshness_alert,
+                                        freshness_recovery)
+from orchestration.alerts.notify import AlertSettings, Outcome, notify, notify_coverage, notify_freshness, reminder
 from orchestration.alerts.sinks import SINK_TYPES, email_message, slack_escape, slack_payload, validate_sinks
 from orchestration.alerts.state import Decision, decide
 
 __all__ = [
     "Alert", "AlertSettings", "Decision", "Delivery", "Outcome", "SINK_TYPES", "coverage_alert",
-    "coverage_recovery", "decide", "deliver", "deliver_one", "email_message", "notify", "notify_coverage",
+    "coverage_recovery", "decide", "deliver", "deliver_one", "email_message", "freshness_alert",
+    "freshness_recovery", "notify", "notify_coverage", "notify_freshness",
     "record_deliveries", "reminder", "slack_escape", "slack_payload", "validate_sinks",
 ]

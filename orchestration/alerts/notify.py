@@ -9,7 +9,8 @@ from typing import Callable, Mapping
 
 from orchestration.alerts.delivery import (DEFAULT_ATTEMPTS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, deliver,
                                            record_deliveries)
-from orchestration.alerts.model import Alert, Delivery, coverage_alert, coverage_recovery
+from orchestration.alerts.model import (Alert, Delivery, coverage_alert, coverage_recovery, freshness_alert,
+                                        freshness_recovery)
 from orchestration.alerts.state import Decision, StateError, decide, load_state, next_entry, save_state
 
 STATE_FILE = "state.json"
@@ -97,3 +98,12 @@ def notify_coverage(rows: list[dict], as_of, settings: AlertSettings, alerts_dir
     as_of_text = str(as_of)
     return notify("pipeline_coverage", coverage_alert(rows, as_of_text), as_of, settings, alerts_dir,
                   resolve_path, lambda recovered: coverage_recovery(rows, recovered, as_of_text), **options)
+
+
+def notify_freshness(rows: list[dict], now, settings: AlertSettings, alerts_dir: Path,
+                     resolve_path: Callable[[str], Path], nothing_loaded: bool = False, **options) -> Outcome:
+    """The export-freshness alert: `rows` as ml.health.export_freshness gives them. Freshness is
+    about the real world, so its state is keyed on the wall clock `now`, not the data's as-of."""
+    now_text = str(now)
+    return notify("export_freshness", freshness_alert(rows, now_text, nothing_loaded), now, settings, alerts_dir,
+                  resolve_path, lambda recovered: freshness_recovery(rows, recovered, now_text), **options)

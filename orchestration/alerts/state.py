@@ -71,7 +71,7 @@ def decide(kind: str, entry: dict | None, scopes: dict[str, str], as_of, reminde
     before = entry.get("scopes") or {}
     if scopes:
         if not was_bad:
-            return Decision("send", f"turned bad: {len(scopes)} scope(s) below target", kind, iso,
+            return Decision("send", f"turned bad: {len(scopes)} scope(s) failing", kind, iso,
                             dict(scopes), since=iso)
         worse = sorted(s for s, status in scopes.items() if _RANK.get(status, 0) > _RANK.get(before.get(s), 0))
         since = entry.get("since") or iso

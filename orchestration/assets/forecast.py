@@ -12,7 +12,7 @@ from ml.features import prepare
 from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
 from ml.periods import current_and_next
 from orchestration import progress
-from orchestration.alerts import notify_coverage
+from orchestration.alerts import notify_coverage, notify_freshness
 from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
 from orchestration.resources import WorkspaceResource
 from orchestration.warehouse_queries import (canonical_frames, read_table, replace_table, table_exists)
@@ -211,19 +211,38 @@ def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckRes
         _markdown(stages, ["pipeline", "stage", "stalled_deals"])) if len(stages) else "none")
 
 
-@dg.asset_check(asset=RAW_DEALS, name="exports_are_fresh",
-                description="WARN when the newest export (exported_at, else the newest event) is older "
-                            "than max_export_age_days by the wall clock at run time. A replay (--as-of) "
-                            "analyses old data on purpose and never fails.")
-def exports_are_fresh(workspace: WorkspaceResource) -> dg.AssetCheckResult:
-    from orchestration.warehouse_queries import newest_data_time
+def _freshness(workspace: WorkspaceResource) -> health.Health:
+    """Each source's newest export against the wall clock: freshness is about the real world,
+    unlike everything else, which is judged at the run's as-of time."""
+    from orchestration.warehouse_queries import newest_export_by_source
 
     with workspace.connect(read_only=True) as con:
-        has_rows = con.execute("select count(*) from raw.deals").fetchone()[0] > 0
-        newest = newest_data_time(con) if has_rows else None
-    verdict = health.export_freshness(newest, datetime.utcnow(), workspace.config().max_export_age_days,
-                                      replay_as_of=workspace.as_of)
-    return _check_result(verdict)
+        newest = newest_export_by_source(con)
+    return health.export_freshness(newest, datetime.utcnow(), workspace.config().max_export_age_days,
+                                   replay_as_of=workspace.as_of)
+
+
+@dg.asset_check(asset=RAW_DEALS, name="exports_are_fresh",
+                description="WARN when a source system's newest export (exported_at, else its newest "
+                            "deal) is older than max_export_age_days by the wall clock at run time. A "
+                            "replay (--as-of) analyses old data on purpose and never fails.")
+def exports_are_fresh(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    return _check_result(_freshness(workspace))
+
+
+@dg.asset(group_name="alerts", deps=[RAW_DEALS], owners=["team:data-engineering"],
+          description="Alerts the configured sinks when a CRM's exports stop arriving (no export for "
+                      "max_export_age_days), reminds while they stay late and says when they are back.")
+def export_freshness_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
+    verdict = _freshness(workspace)
+    if workspace.as_of:  # a replay: old data on purpose, and its wall clock says nothing
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": verdict.summary})
+    rows = verdict.rows.astype({"newest_export": str}).to_dict("records")
+    outcome = notify_freshness(rows, datetime.utcnow().replace(microsecond=0), workspace.config().alert_settings(),
+                               workspace.workspace.alerts, workspace.workspace.resolve,
+                               nothing_loaded=not verdict.passed and verdict.severity == health.ERROR)
+    return _alert_result(context, "export freshness", outcome, summary=verdict.summary,
+                         stale_sources=int(verdict.figures.get("stale_sources", 0)))
 
 
 @dg.asset(group_name="forecast", deps=MARTS, owners=["team:data-science"],
@@ -328,7 +347,12 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
     rows = rows.where(rows.notna(), None).to_dict("records")
     outcome = notify_coverage(rows, as_of, config.alert_settings(), workspace.workspace.alerts,
                               workspace.workspace.resolve)
-    context.log.info(f"coverage alert: {outcome.decision.action} ({outcome.decision.reason})")
+    return _alert_result(context, "coverage", outcome, scopes_below_target=len(outcome.decision.scopes))
+
+
+def _alert_result(context, name: str, outcome, **extra) -> dg.MaterializeResult:
+    """Log what an alert asset decided and delivered; the same as its metadata."""
+    context.log.info(f"{name} alert: {outcome.decision.action} ({outcome.decision.reason})")
     for d in outcome.deliveries:
         (context.log.info if d.ok else context.log.warning)(
             f"alert to {d.sink}: {'sent' if d.ok else d.detail} ({d.attempts} attempt(s))")
@@ -338,7 +362,7 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
         "decision": outcome.decision.action,
         "reason": outcome.decision.reason,
         "as_of": outcome.decision.as_of,
-        "scopes_below_target": len(outcome.decision.scopes),
+        **extra,
         "alert_sent": outcome.notice is not None,
         "severity": outcome.notice.severity if outcome.notice else "none",
         "deliveries_ok": outcome.deliveries_ok,
