@@ -47,8 +47,8 @@ def prob_hit_target(forecast: pd.DataFrame, floor: float) -> Health:
     rows = preferred_method(forecast)
     rows = rows[rows["target"].notna() & rows["prob_hit_target"].notna()]
     low = rows[rows["prob_hit_target"] < floor]
-    cols = [c for c in ["period", "pipeline", "segment", "owner", "target", "expected", "p10", "p90",
-                        "prob_hit_target", "method"] if c in low]
+    cols = [c for c in ["period", "pipeline", "segment", "owner", "currency", "target", "expected", "p10",
+                        "p90", "prob_hit_target", "method"] if c in low]
     severity = ERROR if (low["prob_hit_target"] < 0.1).any() else WARN
     if low.empty:
         summary = f"P(hit target) at or above {floor:.0%} for all {len(rows)} targeted periods"
@@ -84,7 +84,7 @@ def new_pipeline_need(forecast: pd.DataFrame, creation: pd.DataFrame, next_perio
     if len(creation):
         rows = rows.merge(creation[["pipeline", "created_last_28d", "expected_last_28d"]], on="pipeline", how="left")
     short = rows[rows["needed_creation_ratio"] > 1.0]
-    cols = [c for c in ["period", "pipeline", "segment", "owner", "target", "from_open_pipeline",
+    cols = [c for c in ["period", "pipeline", "segment", "owner", "currency", "target", "from_open_pipeline",
                         "from_new_pipeline", "needed_from_new", "needed_creation_ratio", "created_last_28d",
                         "expected_last_28d"] if c in short]
     severity = ERROR if (short["needed_creation_ratio"] > error_ratio).any() else WARN

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from orchestration.alerts import AlertSettings, validate_sinks
+from orchestration.alerts.checks import ALERT_KINDS
 from orchestration.ingest.errors import ConfigError
 
 CONFIG_FILE = "voronka.yaml"
@@ -36,6 +37,7 @@ seed: 42
 models_dir: ""               # trained models; empty = the repository's models/ folder
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
+alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals]  # checks that alert
 alerts:                      # sinks; see docs/configuration.md, "Alerts"
   - type: file               # JSON lines under alerts/ in the workspace
     path: alerts/alerts.jsonl
@@ -69,6 +71,7 @@ class VoronkaConfig:
     alert_retry_attempts: int = 3
     alert_retry_delay_seconds: float = 0.5
     alert_timeout_seconds: float = 10.0
+    alert_on: tuple = ALERT_KINDS  # the checks whose turning bad (and back) is sent to the sinks
     # The trained model store; empty = the repository's models/ folder (DESIGN.md layout).
     models_dir: str = ""
 
@@ -115,6 +118,15 @@ class VoronkaConfig:
                     if values[key] < low or (high is not None and values[key] > high):
                         raise ValueError(f"{key} must be between {low:g} and {high:g}" if high is not None
                                          else f"{key} must not be negative")
+            if "alert_on" in values:
+                kinds = values["alert_on"] or []
+                if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+                    raise ValueError("alert_on must be a list of alert kinds, e.g. [pipeline_coverage]")
+                unknown_kinds = [k for k in kinds if k not in ALERT_KINDS]
+                if unknown_kinds:
+                    raise ValueError(f"alert_on: unknown alert kind {unknown_kinds[0]!r} "
+                                     f"(known: {', '.join(ALERT_KINDS)})")
+                values["alert_on"] = tuple(kinds)
             if "alert_retry_attempts" in values:
                 values["alert_retry_attempts"] = int(values["alert_retry_attempts"])
                 if not 1 <= values["alert_retry_attempts"] <= 10:

@@ -10,6 +10,7 @@ from orchestration.assets.forecast import (
     coverage_meets_requirement,
     export_freshness_alerts,
     exports_are_fresh,
+    forecast_health_alerts,
     new_pipeline_meets_target_need,
     pipeline_coverage,
     prob_hit_target_above_floor,
@@ -24,7 +25,8 @@ from orchestration.resources import WorkspaceResource
 from orchestration.sensors import build_inbox_sensor
 
 ALL_ASSETS = [raw_tables, voronka_dbt_models, trained_models, deal_scores, revenue_forecast,
-              pipeline_coverage, coverage_alerts, export_freshness_alerts, leadership_report, forecast_backtest]
+              pipeline_coverage, coverage_alerts, export_freshness_alerts, forecast_health_alerts, leadership_report,
+              forecast_backtest]
 ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement, *raw_quality_checks]
 ALL_CHECKS += [prob_hit_target_above_floor, new_pipeline_meets_target_need, stalled_share_within_limit,
                exports_are_fresh]

@@ -15,7 +15,7 @@ from orchestration.config import Workspace
 MODEL_ASSETS = ("win_model", "time_to_close_model")
 BACKTEST_ASSETS = ("forecast_backtest",)
 FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts",
-                   "export_freshness_alerts", "leadership_report")
+                   "export_freshness_alerts", "forecast_health_alerts", "leadership_report")
 # The console shows Voronka's own lines only: a failed step is reported by run_stage in one line
 # (a failed model gate is an outcome, not an error, and Dagster would print its stack trace);
 # every event stays in the workspace's Dagster instance for `voronka ui`.

@@ -7,22 +7,23 @@
                secrets only from the environment variables the config names, read at send time
 - delivery.py  retries with exponential backoff; every delivery recorded in alerts/deliveries.jsonl
 - notify.py    one kind, one run: decide → deliver → record → store state (`notify_coverage`,
-               `notify_freshness`)
+               `notify_freshness`, `notify_check` for the other funnel-health checks)
 
 Sinks are configured in voronka.yaml; a delivery failure is recorded and returned, never raised,
 so a dead endpoint does not fail the pipeline.
 """
 
 from orchestration.alerts.delivery import deliver, deliver_one, record_deliveries
-from orchestration.alerts.model import (Alert, Delivery, coverage_alert, coverage_recovery, freshness_alert,
-                                        freshness_recovery)
-from orchestration.alerts.notify import AlertSettings, Outcome, notify, notify_coverage, notify_freshness, reminder
+from orchestration.alerts.model import (Alert, CheckAlert, Delivery, check_alert, check_recovery, coverage_alert,
+                                        coverage_recovery, freshness_alert, freshness_recovery)
+from orchestration.alerts.notify import (AlertSettings, Outcome, notify, notify_check, notify_coverage, notify_freshness,
+                                         reminder)
 from orchestration.alerts.sinks import SINK_TYPES, email_message, slack_escape, slack_payload, validate_sinks
 from orchestration.alerts.state import Decision, decide
 
 __all__ = [
-    "Alert", "AlertSettings", "Decision", "Delivery", "Outcome", "SINK_TYPES", "coverage_alert",
-    "coverage_recovery", "decide", "deliver", "deliver_one", "email_message", "freshness_alert",
-    "freshness_recovery", "notify", "notify_coverage", "notify_freshness",
+    "Alert", "AlertSettings", "CheckAlert", "Decision", "Delivery", "Outcome", "SINK_TYPES", "check_alert", "check_recovery",
+    "coverage_alert", "coverage_recovery", "decide", "deliver", "deliver_one", "email_message", "freshness_alert",
+    "freshness_recovery", "notify", "notify_check", "notify_coverage", "notify_freshness",
     "record_deliveries", "reminder", "slack_escape", "slack_payload", "validate_sinks",
 ]

@@ -1,9 +1,11 @@
-"""What an alert is, and the coverage alert and recovery notice built from coverage rows."""
+"""What an alert is; the coverage and export-freshness alerts and their recovery notices; the
+alert of any other funnel-health check (CheckAlert)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 EVENTS = ("alert", "reminder", "recovery")
 
@@ -143,3 +145,31 @@ def freshness_recovery(rows: list[dict], recovered: list[str], as_of: str) -> Al
     return Alert(kind="export_freshness", severity="ok", as_of=as_of,
                  title=f"CRM exports arrive again for {len(recovered)} source(s)", lines=lines,
                  rows=[by_source[s] for s in recovered if s in by_source], scopes={}, event="recovery")
+
+
+@dataclass(frozen=True)
+class CheckAlert:
+    """How one funnel-health check speaks in an alert: its kind, what is wrong (for the title),
+    and per failing row its scope, severity and one line."""
+
+    kind: str
+    what: str  # "P(hit target) below the floor" -> "<what> in 2 scope(s)"
+    scope: Callable[[dict], str]
+    severity: Callable[[dict], str]  # warn | error
+    line: Callable[[dict], str]
+
+
+def check_alert(check: CheckAlert, rows: list[dict], as_of: str) -> Alert | None:
+    """One alert for every failing row of a check (None when none fails)."""
+    if not rows:
+        return None
+    scopes = {check.scope(r): check.severity(r) for r in rows}
+    return Alert(kind=check.kind, severity="error" if "error" in scopes.values() else "warn", as_of=as_of,
+                 title=f"{check.what} in {len(scopes)} scope(s)", lines=[check.line(r) for r in rows],
+                 rows=rows, scopes=scopes)
+
+
+def check_recovery(check: CheckAlert, recovered: list[str], as_of: str) -> Alert:
+    return Alert(kind=check.kind, severity="ok", as_of=as_of,
+                 title=f"Back to normal: {check.what.lower()} no longer in {len(recovered)} scope(s)",
+                 lines=[f"{s}: passes again" for s in recovered], scopes={}, event="recovery")

@@ -12,7 +12,8 @@ from ml.features import prepare
 from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
 from ml.periods import current_and_next
 from orchestration import progress
-from orchestration.alerts import notify_coverage, notify_freshness
+from orchestration.alerts import notify_check, notify_coverage, notify_freshness
+from orchestration.alerts.checks import NEW_PIPELINE, PROB_HIT_TARGET, STALLED_DEALS
 from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
 from orchestration.resources import WorkspaceResource
 from orchestration.warehouse_queries import (canonical_frames, read_table, replace_table, table_exists)
@@ -171,13 +172,35 @@ def _check_result(verdict: health.Health, **extra) -> dg.AssetCheckResult:
     )
 
 
+def _prob_hit_verdict(workspace: WorkspaceResource) -> health.Health:
+    with workspace.connect(read_only=True) as con:
+        forecast = read_table(con, "main.revenue_forecast")
+    return health.prob_hit_target(forecast, workspace.config().min_prob_hit_target)
+
+
+def _new_pipeline_verdict(workspace: WorkspaceResource) -> tuple[health.Health, pd.DataFrame]:
+    """(verdict, the creation figures it was judged on)."""
+    with workspace.connect(read_only=True) as con:
+        forecast = read_table(con, "main.revenue_forecast")
+        creation = (read_table(con, "main.new_pipeline_creation")
+                    if table_exists(con, "main.new_pipeline_creation") else pd.DataFrame())
+    as_of = pd.Timestamp(forecast["as_of"].iloc[0]).date() if len(forecast) else workspace.as_of_time().date()
+    _, next_month, _, next_quarter = current_and_next(as_of)
+    return health.new_pipeline_need(forecast, creation, [next_month.label, next_quarter.label]), creation
+
+
+def _stalled_verdict(workspace: WorkspaceResource) -> tuple[health.Health, pd.DataFrame]:
+    """(verdict, the deal scores it was judged on)."""
+    with workspace.connect(read_only=True) as con:
+        scores = read_table(con, "main.deal_scores")
+    return health.stalled_share(scores, workspace.config().max_stalled_share), scores
+
+
 @dg.asset_check(asset=revenue_forecast, name="prob_hit_target_above_floor",
                 description="WARN when P(revenue >= target) of this or next month/quarter is below "
                             "min_prob_hit_target; ERROR when the target is above the forecast's P90.")
 def prob_hit_target_above_floor(workspace: WorkspaceResource) -> dg.AssetCheckResult:
-    with workspace.connect(read_only=True) as con:
-        forecast = read_table(con, "main.revenue_forecast")
-    return _check_result(health.prob_hit_target(forecast, workspace.config().min_prob_hit_target))
+    return _check_result(_prob_hit_verdict(workspace))
 
 
 @dg.asset_check(asset=revenue_forecast, name="new_pipeline_meets_target_need",
@@ -185,13 +208,7 @@ def prob_hit_target_above_floor(workspace: WorkspaceResource) -> dg.AssetCheckRe
                             "month's/quarter's target still needs beyond the open pipeline. WARN, ERROR "
                             "when the target needs more than twice today's creation rate.")
 def new_pipeline_meets_target_need(workspace: WorkspaceResource) -> dg.AssetCheckResult:
-    with workspace.connect(read_only=True) as con:
-        forecast = read_table(con, "main.revenue_forecast")
-        creation = (read_table(con, "main.new_pipeline_creation")
-                    if table_exists(con, "main.new_pipeline_creation") else pd.DataFrame())
-    as_of = pd.Timestamp(forecast["as_of"].iloc[0]).date() if len(forecast) else workspace.as_of_time().date()
-    _, next_month, _, next_quarter = current_and_next(as_of)
-    verdict = health.new_pipeline_need(forecast, creation, [next_month.label, next_quarter.label])
+    verdict, creation = _new_pipeline_verdict(workspace)
     extra = {}
     if len(creation):
         extra["creation"] = dg.MetadataValue.md(_markdown(creation, CREATION_COLUMNS))
@@ -202,9 +219,7 @@ def new_pipeline_meets_target_need(workspace: WorkspaceResource) -> dg.AssetChec
                 description="WARN when the share of open deals stalled in their stage (longer than the "
                             "stage's p90) is above max_stalled_share, overall or in a pipeline.")
 def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckResult:
-    with workspace.connect(read_only=True) as con:
-        scores = read_table(con, "main.deal_scores")
-    verdict = health.stalled_share(scores, workspace.config().max_stalled_share)
+    verdict, scores = _stalled_verdict(workspace)
     stages = (scores[scores["is_stalled"]].groupby(["pipeline", "stage"], observed=True).size().sort_values(ascending=False)
               .head(10).rename("stalled_deals").reset_index())
     return _check_result(verdict, most_stalled_stages=dg.MetadataValue.md(
@@ -237,6 +252,8 @@ def export_freshness_alerts(context: dg.AssetExecutionContext, workspace: Worksp
     verdict = _freshness(workspace)
     if workspace.as_of:  # a replay: old data on purpose, and its wall clock says nothing
         return dg.MaterializeResult(metadata={"decision": "none", "reason": verdict.summary})
+    if "export_freshness" not in workspace.config().alert_on:
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": "off (not in alert_on)"})
     rows = verdict.rows.astype({"newest_export": str}).to_dict("records")
     outcome = notify_freshness(rows, datetime.utcnow().replace(microsecond=0), workspace.config().alert_settings(),
                                workspace.workspace.alerts, workspace.workspace.resolve,
@@ -340,6 +357,8 @@ def coverage_meets_requirement(workspace: WorkspaceResource) -> dg.AssetCheckRes
                       "short and sends a recovery notice when it is back (state in alerts/state.json).")
 def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     config = workspace.config()
+    if "pipeline_coverage" not in config.alert_on:
+        return dg.MaterializeResult(metadata={"decision": "none", "reason": "off (not in alert_on)"})
     with workspace.connect(read_only=True) as con:
         coverage = read_table(con, "main.pipeline_coverage")
     as_of = str(coverage["as_of"].iloc[0]) if len(coverage) else str(workspace.as_of_time())
@@ -350,14 +369,47 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
     return _alert_result(context, "coverage", outcome, scopes_below_target=len(outcome.decision.scopes))
 
 
-def _alert_result(context, name: str, outcome, **extra) -> dg.MaterializeResult:
-    """Log what an alert asset decided and delivered; the same as its metadata."""
+@dg.asset(group_name="alerts", deps=[revenue_forecast, deal_scores], owners=["team:revenue-operations"],
+          description="Alerts the configured sinks when a funnel-health check turns bad — P(hit target) "
+                      "below the floor, new deals short of what the target needs, too many stalled "
+                      "deals — reminds while it stays bad and says when it recovers (one alert kind each).")
+def forecast_health_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
+    config = workspace.config()
+    stalled, _ = _stalled_verdict(workspace)
+    limit = stalled.figures.get("max_stalled_share", config.max_stalled_share)
+    over = stalled.rows[stalled.rows["stalled_share"] > limit].assign(currency=config.reporting_currency) \
+        if len(stalled.rows) else stalled.rows
+    failing = {PROB_HIT_TARGET: _prob_hit_verdict(workspace).rows, NEW_PIPELINE: _new_pipeline_verdict(workspace)[0].rows,
+               STALLED_DEALS: over}
+    with workspace.connect(read_only=True) as con:
+        forecast = read_table(con, "main.revenue_forecast")
+    as_of = str(forecast["as_of"].iloc[0]) if len(forecast) else str(workspace.as_of_time())
+    metadata = {}
+    for check, rows in failing.items():
+        if check.kind not in config.alert_on:
+            metadata[check.kind] = "off (not in alert_on)"
+            continue
+        records = rows.astype(object).where(rows.notna(), None).to_dict("records") if len(rows) else []
+        outcome = notify_check(check, records, as_of, config.alert_settings(), workspace.workspace.alerts,
+                               workspace.workspace.resolve)
+        _log_outcome(context, check.kind, outcome)
+        metadata[check.kind] = (f"{outcome.decision.action}: {outcome.decision.reason}; "
+                                f"{outcome.deliveries_ok} delivered, {outcome.deliveries_failed} failed")
+    return dg.MaterializeResult(metadata={"as_of": as_of, **metadata})
+
+
+def _log_outcome(context, name: str, outcome) -> None:
     context.log.info(f"{name} alert: {outcome.decision.action} ({outcome.decision.reason})")
     for d in outcome.deliveries:
         (context.log.info if d.ok else context.log.warning)(
             f"alert to {d.sink}: {'sent' if d.ok else d.detail} ({d.attempts} attempt(s))")
     for warning in outcome.warnings:
         context.log.warning(warning)
+
+
+def _alert_result(context, name: str, outcome, **extra) -> dg.MaterializeResult:
+    """Log what an alert asset decided and delivered; the same as its metadata."""
+    _log_outcome(context, name, outcome)
     return dg.MaterializeResult(metadata={
         "decision": outcome.decision.action,
         "reason": outcome.decision.reason,

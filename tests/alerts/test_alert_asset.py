@@ -103,3 +103,68 @@ def test_late_exports_alert_once_per_source_then_recover(http_endpoint, tmp_path
     back = run()
     assert back["decision"] == "recover" and http_endpoint.requests[-1].json()["event"] == "recovery"
     assert "hubspot" in http_endpoint.requests[-1].json()["lines"][0]
+
+
+def write_forecast_and_scores(workspace: Workspace, prob_hit: float, stalled: list[bool]) -> None:
+    """A hand-made model forecast as of 2026-05-20 (this quarter 2026-Q2, next 2026-Q3) and the
+    SaaS pipeline's open deals."""
+    forecast = pd.DataFrame({
+        "as_of": datetime(2026, 5, 20, 23, 59, 59), "period": ["2026-Q2", "2026-Q3"], "pipeline": "SaaS",
+        "segment": None, "owner": None, "currency": "USD", "method": "model", "target": [1000.0, 1000.0],
+        "booked": [300.0, 0.0], "expected": [500.0, 900.0], "from_open_pipeline": [150.0, 300.0],
+        # Q3 needs 700 from deals not created yet; today's creation rate brings 100 (7x short).
+        "from_new_pipeline": [50.0, 100.0], "p10": [400.0, 700.0], "p50": [500.0, 900.0],
+        "p90": [600.0, 1100.0], "prob_hit_target": [prob_hit, 0.6]})
+    scores = pd.DataFrame({"pipeline": "SaaS", "stage": "Demo", "amount_reporting": [100.0, 200.0, 300.0],
+                           "is_stalled": stalled})
+    with duckdb.connect(str(workspace.warehouse)) as con:
+        replace_table(con, "main.revenue_forecast", forecast)
+        replace_table(con, "main.deal_scores", scores)
+
+
+def test_each_funnel_health_check_alerts_once_and_recovers(http_endpoint, tmp_path, monkeypatch):
+    from orchestration.assets.forecast import forecast_health_alerts
+
+    workspace = Workspace(tmp_path / "ws").create()
+    settings = ("min_prob_hit_target: 0.5\nmax_stalled_share: 0.35\nalerts:\n  - type: webhook\n"
+                "    url_env: VORONKA_TEST_HOOK\n")
+    workspace.config_path.write_text(settings, encoding="utf-8")
+    monkeypatch.setenv("VORONKA_TEST_HOOK", f"{http_endpoint.url}/voronka")
+
+    def run() -> dict:
+        result = dg.materialize([forecast_health_alerts],
+                                resources={"workspace": WorkspaceResource(home=str(workspace.home))})
+        assert result.success
+        [event] = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    write_forecast_and_scores(workspace, prob_hit=0.05, stalled=[True, True, False])
+    first = run()
+    assert all(first[k].startswith("send") for k in ("prob_hit_target", "new_pipeline", "stalled_deals"))
+    arrived = {r.json()["kind"]: r.json() for r in http_endpoint.requests}
+    assert set(arrived) == {"prob_hit_target", "new_pipeline", "stalled_deals"}
+    hit = arrived["prob_hit_target"]
+    assert hit["severity"] == "error" and hit["scopes"] == {"2026-Q2 SaaS": "error"}  # 5%: out of reach
+    assert hit["lines"] == ["2026-Q2 SaaS: 5% chance to reach the target of 1.0k USD; expected 500 USD "
+                            "(P10–P90 400 USD – 600 USD)"]
+    need = arrived["new_pipeline"]
+    assert need["scopes"] == {"2026-Q3 SaaS": "error"} and "needs 700 USD" in need["lines"][0]
+    assert "(7.0x short)" in need["lines"][0]
+    stalled = arrived["stalled_deals"]
+    assert set(stalled["scopes"]) == {"SaaS", "all"} and "67% of open deals stalled (2 of 3" in stalled["lines"][0]
+
+    second = run()
+    assert all(second[k].startswith("none") for k in ("prob_hit_target", "new_pipeline", "stalled_deals"))
+    assert len(http_endpoint.requests) == 3
+
+    write_forecast_and_scores(workspace, prob_hit=0.7, stalled=[True, False, False])
+    third = run()
+    assert third["prob_hit_target"].startswith("recover") and third["stalled_deals"].startswith("recover")
+    assert third["new_pipeline"].startswith("none")  # still short: already told
+    assert [r.json()["event"] for r in http_endpoint.requests[3:]] == ["recovery", "recovery"]
+
+    # A team that only wants coverage alerts switches the others off.
+    workspace.config_path.write_text(settings + "alert_on: [pipeline_coverage]\n", encoding="utf-8")
+    write_forecast_and_scores(workspace, prob_hit=0.05, stalled=[True, True, True])
+    off = run()
+    assert off["prob_hit_target"] == "off (not in alert_on)" and len(http_endpoint.requests) == 5
