@@ -16,6 +16,7 @@ ran and how long it took. stdout is never touched: it carries the command's tabl
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -88,7 +89,8 @@ def frame(label: str, done: int, total: int | None, note: str = "", width: int =
     else:
         share = min(done / total, 1.0) if total else 1.0
         cells = int(share * BAR_WIDTH)
-        counts = f"{done:>{len(str(total))}}/{total} {share:4.0%}"
+        # Rounded down: 246/247 is 99%, so 100% means done.
+        counts = f"{done:>{len(str(total))}}/{total} {math.floor(share * 100):3d}%"
     text = f"{label:<{LABEL_WIDTH}} [{fill * cells}{empty * (BAR_WIDTH - cells)}] {counts}"
     if note:
         text += f"  {note}"
