@@ -69,7 +69,11 @@ CANONICAL_FRAME_MODELS = ["int_fx_rates_triangulated", "int_stage_events"]
 def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, pd.DataFrame]:
     """deals (with amount_reporting at the as-of date's FX rate), stage_events (with creation
     events settled, int_stage_events) and pipeline_stages, as the models read them. Needs the dbt
-    models CANONICAL_FRAME_MODELS to be built."""
+    models CANONICAL_FRAME_MODELS to be built.
+
+    Ordered: DuckDB returns rows in whatever order its threads finish, and the models' seeded
+    sampling picks rows by position, so without an order the same warehouse trained different
+    models from run to run."""
     as_of_date = as_of.date().isoformat()
     deals = con.execute(
         """
@@ -79,9 +83,11 @@ def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[st
           on fx.currency = d.currency
          and cast(? as date) >= fx.valid_from
          and (fx.valid_to is null or cast(? as date) < fx.valid_to)
+        order by d.deal_key
         """,
         [as_of_date, as_of_date],
     ).df()
-    events = con.execute("select deal_key, pipeline, stage, entered_at from main.int_stage_events").df()
-    stages = con.execute("select * from raw.pipeline_stages").df()
+    events = con.execute("select deal_key, pipeline, stage, entered_at from main.int_stage_events "
+                         "order by deal_key, entered_at, pipeline, stage").df()
+    stages = con.execute("select * from raw.pipeline_stages order by pipeline, stage_order, stage").df()
     return {"deals": deals, "stage_events": events, "pipeline_stages": stages}

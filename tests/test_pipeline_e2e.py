@@ -88,6 +88,20 @@ def test_dbt_table_models_carry_their_row_counts(run):
     assert "dagster/row_count" not in shown["stg_crm__deals"]  # a view: not counted
 
 
+def test_the_models_read_the_warehouse_in_a_fixed_order(run):
+    """DuckDB returns rows in the order its threads finish; the models' seeded sampling picks rows
+    by position, so an unordered read trained different models from the same warehouse."""
+    from orchestration.warehouse_queries import canonical_frames
+
+    _, _, _, con = run
+    frames = canonical_frames(con, AS_OF)
+    deals, events = frames["deals"], frames["stage_events"]
+    assert deals["deal_key"].is_monotonic_increasing and deals["deal_key"].is_unique
+    order = events[["deal_key", "entered_at"]].apply(tuple, axis=1)
+    assert order.is_monotonic_increasing
+    assert canonical_frames(con, AS_OF)["stage_events"].equals(events)
+
+
 def test_bookings_this_quarter_match_pandas(run):
     company, _, _, con = run
     won = company.deals[company.deals.outcome == "won"].copy()

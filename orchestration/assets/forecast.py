@@ -27,8 +27,9 @@ CREATION_COLUMNS = ["pipeline", "created_last_28d", "expected_last_28d", "expect
 
 
 def _inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return (read_table(con, "main.mart_pipeline_snapshot"), read_table(con, "main.mart_bookings"),
-            read_table(con, "main.mart_targets"))
+    # The snapshot in a fixed order: the Monte Carlo draws by position (same warehouse, same draws).
+    return (con.execute("select * from main.mart_pipeline_snapshot order by deal_key").df(),
+            read_table(con, "main.mart_bookings"), read_table(con, "main.mart_targets"))
 
 
 def _markdown(frame: pd.DataFrame, columns: list[str]) -> str:
