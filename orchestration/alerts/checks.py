@@ -1,4 +1,5 @@
-"""How the funnel-health checks other than coverage and freshness speak in an alert: the scope
+"""How the checks other than coverage speak in an alert (export freshness, the funnel-health
+checks): the scope
 each failing row stands for, its severity and its line. Rows are those of the ml.health verdicts
 (plain dicts here: no pandas, no Dagster)."""
 
@@ -21,6 +22,18 @@ def _scope(row: dict) -> str:
 def _currency(row: dict) -> str:
     return row.get("currency") or ""
 
+
+EXPORT_FRESHNESS = CheckAlert(
+    kind="export_freshness",
+    what="CRM exports late",
+    scope=lambda r: str(r["source_system"]),
+    # No export at all (source "exports") is an error; a late one a warning.
+    severity=lambda r: "error" if r.get("newest_export") is None else "warn",
+    line=lambda r: ("no CRM export has been loaded yet: check the export job and the inbox"
+                    if r.get("newest_export") is None else
+                    f"{r['source_system']}: no export for {r['age_days']:.0f} days (newest {r['newest_export']}, "
+                    f"allowed {r['max_age_days']:g}); the forecast and the funnel are as of that export"),
+)
 
 PROB_HIT_TARGET = CheckAlert(
     kind="prob_hit_target",

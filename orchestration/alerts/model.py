@@ -1,5 +1,5 @@
-"""What an alert is; the coverage and export-freshness alerts and their recovery notices; the
-alert of any other funnel-health check (CheckAlert)."""
+"""What an alert is; the coverage alert and its recovery notice; the alert of any other check
+(CheckAlert: export freshness and the funnel-health checks, orchestration/alerts/checks.py)."""
 
 from __future__ import annotations
 
@@ -115,36 +115,6 @@ def coverage_recovery(rows: list[dict], recovered: list[str], as_of: str) -> Ale
         scopes={},
         event="recovery",
     )
-
-
-def freshness_alert(rows: list[dict], as_of: str, nothing_loaded: bool = False) -> Alert | None:
-    """One alert for every source system whose newest export is older than allowed — the
-    export job behind it has stopped. rows: source_system, newest_export, age_days, max_age_days,
-    status (ml.health.export_freshness)."""
-    if nothing_loaded:
-        return Alert(kind="export_freshness", severity="error", as_of=as_of,
-                     title="No CRM export has been loaded yet",
-                     lines=["The warehouse holds no deals: check the export job and the inbox."],
-                     scopes={"exports": "error"})
-    stale = [r for r in rows if r["status"] == "warn"]
-    if not stale:
-        return None
-    lines = [f"{r['source_system']}: no export for {r['age_days']:.0f} days (newest {r['newest_export']}, "
-             f"allowed {r['max_age_days']:g}); the forecast and the funnel are as of that export"
-             for r in stale]
-    return Alert(kind="export_freshness", severity="warn", as_of=as_of,
-                 title=f"CRM exports are late for {len(stale)} source(s)", lines=lines, rows=stale,
-                 scopes={r["source_system"]: "warn" for r in stale})
-
-
-def freshness_recovery(rows: list[dict], recovered: list[str], as_of: str) -> Alert:
-    """Exports arrive again from every source that was late."""
-    by_source = {r["source_system"]: r for r in rows}
-    lines = [f"{s}: newest export {by_source[s]['newest_export']} ({by_source[s]['age_days']:.1f} days old)"
-             if s in by_source else f"{s}: exports are loaded again" for s in recovered]
-    return Alert(kind="export_freshness", severity="ok", as_of=as_of,
-                 title=f"CRM exports arrive again for {len(recovered)} source(s)", lines=lines,
-                 rows=[by_source[s] for s in recovered if s in by_source], scopes={}, event="recovery")
 
 
 @dataclass(frozen=True)

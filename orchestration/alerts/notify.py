@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 from orchestration.alerts.delivery import (DEFAULT_ATTEMPTS, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, deliver,
                                            record_deliveries)
 from orchestration.alerts.model import (Alert, CheckAlert, Delivery, check_alert, check_recovery, coverage_alert,
-                                        coverage_recovery, freshness_alert, freshness_recovery)
+                                        coverage_recovery)
 from orchestration.alerts.state import Decision, StateError, decide, load_state, next_entry, save_state
 
 STATE_FILE = "state.json"
@@ -100,18 +100,9 @@ def notify_coverage(rows: list[dict], as_of, settings: AlertSettings, alerts_dir
                   resolve_path, lambda recovered: coverage_recovery(rows, recovered, as_of_text), **options)
 
 
-def notify_freshness(rows: list[dict], now, settings: AlertSettings, alerts_dir: Path,
-                     resolve_path: Callable[[str], Path], nothing_loaded: bool = False, **options) -> Outcome:
-    """The export-freshness alert: `rows` as ml.health.export_freshness gives them. Freshness is
-    about the real world, so its state is keyed on the wall clock `now`, not the data's as-of."""
-    now_text = str(now)
-    return notify("export_freshness", freshness_alert(rows, now_text, nothing_loaded), now, settings, alerts_dir,
-                  resolve_path, lambda recovered: freshness_recovery(rows, recovered, now_text), **options)
-
-
 def notify_check(check: CheckAlert, failing: list[dict], as_of, settings: AlertSettings, alerts_dir: Path,
                  resolve_path: Callable[[str], Path], **options) -> Outcome:
-    """The alert of one funnel-health check for its failing rows (empty: the check passes)."""
+    """The alert of one check for its failing rows (empty: the check passes)."""
     as_of_text = str(as_of)
     return notify(check.kind, check_alert(check, failing, as_of_text), as_of, settings, alerts_dir, resolve_path,
                   lambda recovered: check_recovery(check, recovered, as_of_text), **options)

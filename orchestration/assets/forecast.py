@@ -12,8 +12,8 @@ from ml.features import prepare
 from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
 from ml.periods import current_and_next
 from orchestration import progress
-from orchestration.alerts import notify_check, notify_coverage, notify_freshness
-from orchestration.alerts.checks import NEW_PIPELINE, PROB_HIT_TARGET, STALLED_DEALS
+from orchestration.alerts import notify_check, notify_coverage
+from orchestration.alerts.checks import EXPORT_FRESHNESS, NEW_PIPELINE, PROB_HIT_TARGET, STALLED_DEALS
 from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
 from orchestration.resources import WorkspaceResource
 from orchestration.warehouse_queries import (canonical_frames, read_table, replace_table, table_exists)
@@ -256,9 +256,11 @@ def export_freshness_alerts(context: dg.AssetExecutionContext, workspace: Worksp
     if "export_freshness" not in workspace.config().alert_on:
         return dg.MaterializeResult(metadata={"decision": "none", "reason": "off (not in alert_on)"})
     rows = verdict.rows.astype({"newest_export": str}).to_dict("records")
-    outcome = notify_freshness(rows, datetime.utcnow().replace(microsecond=0), workspace.config().alert_settings(),
-                               workspace.workspace.alerts, workspace.workspace.resolve,
-                               nothing_loaded=not verdict.passed and verdict.severity == health.ERROR)
+    late = [r for r in rows if r["status"] == health.WARN]
+    if not verdict.passed and verdict.severity == health.ERROR:  # nothing loaded at all
+        late = [{"source_system": "exports", "newest_export": None}]
+    outcome = notify_check(EXPORT_FRESHNESS, late, datetime.utcnow().replace(microsecond=0),
+                           workspace.config().alert_settings(), workspace.workspace.alerts, workspace.workspace.resolve)
     return _alert_result(context, "export freshness", outcome, summary=verdict.summary,
                          stale_sources=int(verdict.figures.get("stale_sources", 0)))
 
