@@ -32,9 +32,9 @@ import sys
 from datetime import date
 from pathlib import Path
 import duckdb
-from orchestration.ingest.loader import load_files
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import simulate_company
+from voronka.ingest.loader import load_files
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import simulate_company
 home, deals = Path(sys.argv[1]), int(sys.argv[2])
 company = simulate_company(n_deals=deals, seed=1, end_date=date.fromisoformat(sys.argv[3]))
 files = write_canonical(company, home / "inbox", home / "truth")

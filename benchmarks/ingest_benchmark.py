@@ -32,8 +32,8 @@ WRITE_WORKER = """
 import json, sys, time
 from datetime import date
 from pathlib import Path
-from orchestration.simulator.company import simulate_company
-from orchestration.simulator.native_writers import write_native
+from voronka.simulator.company import simulate_company
+from voronka.simulator.native_writers import write_native
 base, deals, formats = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 started = time.perf_counter()
 company = simulate_company(n_deals=deals, seed=1, end_date=date(2026, 11, 20))
@@ -51,8 +51,8 @@ LOAD_WORKER = """
 import json, sys, time
 from pathlib import Path
 import duckdb
-from orchestration.ingest.loader import load_files
-from orchestration.simulator.native_writers import EXPORT_TIMEZONES
+from voronka.ingest.loader import load_files
+from voronka.simulator.native_writers import EXPORT_TIMEZONES
 base, crm = Path(sys.argv[1]), sys.argv[2]
 files = [base / crm / "inbox" / name for name in json.loads((base / crm / "truth" / "export.json").read_text())["files"]]
 warehouse = base / crm / "warehouse.duckdb"

@@ -24,13 +24,13 @@ WORKER = """
 import sys, json
 from datetime import date
 from pathlib import Path
-from orchestration.config import Workspace
+from voronka.config import Workspace
 step, home, deals = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 workspace = Workspace(home).create()
 (home / "voronka.yaml").write_text("models_dir: models\n")
 if step == "simulate":
-    from orchestration.simulator.company import simulate_company
-    from orchestration.simulator.canonical_writer import write_canonical
+    from voronka.simulator.company import simulate_company
+    from voronka.simulator.canonical_writer import write_canonical
     company = simulate_company(n_deals=deals, seed=1, end_date=date(2026, 11, 20))
     write_canonical(company, workspace.inbox, home / "truth")
 else:

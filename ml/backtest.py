@@ -39,8 +39,16 @@ import numpy as np
 import pandas as pd
 
 from ml.features import _ts, examples_from_timeline, prepare
-from ml.forecast import (ALL, MODEL, WEIGHTED_PIPELINE, PeriodGrid, forecast_table, model_forecast,
-                         score_forecast_inputs, weighted_won_by)
+from ml.forecast import (
+    ALL,
+    MODEL,
+    WEIGHTED_PIPELINE,
+    PeriodGrid,
+    forecast_table,
+    model_forecast,
+    score_forecast_inputs,
+    weighted_won_by,
+)
 from ml.periods import month_of, quarter_of
 from ml.survival import TimeToCloseModel
 from ml.win_model import StageWinRateBaseline, WinModel, cutoff_of, maturity

@@ -299,3 +299,28 @@ def promote_if_not_worse(store: ModelStore, name: str, artifact, report: dict,
     version = store.save(name, artifact, card, promoted=passed, reason=reason)
     return Promotion(version=version, promoted=passed, reason=reason,
                      in_use=store.current_version(name))
+
+
+WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
+WIN_HEADLINE = ("auc", "baseline_auc", "brier", "baseline_brier", "ece", "log_loss", "n_train", "n_test")
+TTC_HEADLINE = ("c_index", "baseline_c_index", "ibs", "baseline_ibs", "n_train", "n_test")
+
+
+def headline_metrics(report: dict, keys: tuple) -> dict:
+    """The metrics named by `keys` that the report has, floats rounded to 4 places."""
+    return {k: (round(float(report[k]), 4) if isinstance(report[k], float) else report[k])
+            for k in keys if report.get(k) is not None}
+
+
+def model_evaluation(store: ModelStore) -> dict:
+    """The `voronka evaluate` figures from the cards of the models in use."""
+    out = {}
+    for name, key, keys in ((WIN_MODEL, "win_model", WIN_HEADLINE), (TIME_TO_CLOSE, "time_to_close", TTC_HEADLINE)):
+        version = store.current_version(name)
+        if version is None:
+            raise ModelNotFoundError(f"no promoted {name} in {store.root}: run `voronka run --retrain` first")
+        card = store.card(name, version)
+        flat = {**card.get("metrics", {}), **card.get("rows", {}),
+                **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
+        out[key] = {"version": version, **headline_metrics(flat, keys)}
+    return out

@@ -9,9 +9,9 @@ from typing import Iterator, Optional
 import dagster as dg
 import duckdb
 
-from orchestration.config import VoronkaConfig, Workspace
-from orchestration.ingest.warehouse import ensure_raw_schema
-from orchestration.warehouse_queries import newest_data_time
+from voronka.config import VoronkaConfig, Workspace
+from voronka.ingest.warehouse import ensure_raw_schema
+from voronka.warehouse_reads import newest_data_time
 
 
 class WorkspaceResource(dg.ConfigurableResource):

@@ -9,8 +9,9 @@ from contextlib import redirect_stdout
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
-from orchestration import progress
-from orchestration.config import Workspace
+from voronka import progress
+from voronka.config import Workspace
+from voronka.errors import PipelineError
 
 MODEL_ASSETS = ("win_model", "time_to_close_model")
 BACKTEST_ASSETS = ("forecast_backtest",)
@@ -20,10 +21,6 @@ FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "cove
 # (a failed model gate is an outcome, not an error, and Dagster would print its stack trace);
 # every event stays in the workspace's Dagster instance for `voronka ui`.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-class PipelineError(RuntimeError):
-    """A stage failed; the message names it and the first line of the failure."""
 
 
 def stage_selections(defs: dg.Definitions, train: bool = True) -> list[tuple[str, str, list[dg.AssetKey]]]:

@@ -11,8 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.backtest import (METHODS, backtest_metrics, backtest_origins, forecast_metrics, horizon_periods,
-                         monthly_bookings, pinball, pipeline_as_of, run_backtest, seasonal_naive, won_amounts)
+from ml.backtest import (
+    METHODS,
+    backtest_metrics,
+    backtest_origins,
+    forecast_metrics,
+    horizon_periods,
+    monthly_bookings,
+    pinball,
+    pipeline_as_of,
+    run_backtest,
+    seasonal_naive,
+    won_amounts,
+)
 from ml.features import prepare
 from ml.periods import parse_period
 

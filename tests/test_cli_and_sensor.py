@@ -6,10 +6,10 @@ import json
 
 import dagster as dg
 
-from orchestration.cli import main
 from orchestration.definitions import build_definitions, daily_refresh
 from orchestration.resources import WorkspaceResource
 from orchestration.sensors import build_inbox_sensor
+from voronka.cli import main
 
 STAGES = "pipeline,stage,stage_order,kind,crm_probability\nSales,New,1,open,0.1\nSales,Won,2,won,1\nSales,Lost,3,lost,0\n"
 

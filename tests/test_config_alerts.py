@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from orchestration.alerts import coverage_alert, deliver
-from orchestration.config import VoronkaConfig, Workspace, resolve_workspace
-from orchestration.ingest.errors import ConfigError
+from voronka.alerts import coverage_alert, deliver
+from voronka.config import VoronkaConfig, Workspace, resolve_workspace
+from voronka.errors import ConfigError
 
 
 def test_a_new_workspace_gets_the_default_config(tmp_path):

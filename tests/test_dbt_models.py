@@ -35,7 +35,7 @@ import pytest
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 from dbt.cli.main import dbtRunner
 
-from orchestration.ingest.warehouse import ensure_raw_schema
+from voronka.ingest.warehouse import ensure_raw_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt_project"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from orchestration.ingest import canonical, warehouse
 from test_dbt_models import AS_OF, PROJECT, ROOT, invoke_dbt, load_raw
+
+from voronka.ingest import canonical, warehouse
 
 psycopg2 = pytest.importorskip("psycopg2", reason="dbt-postgres (psycopg2) is not installed")
 from dbt.cli.main import dbtRunner  # noqa: E402
@@ -242,9 +242,9 @@ def test_postgres_build_passes_and_equals_duckdb_on_the_hand_made_warehouse(serv
 
 
 def test_postgres_equals_duckdb_on_a_simulated_company(server, new_database, tmp_path):
-    from orchestration.ingest.loader import load_files
-    from orchestration.simulator.canonical_writer import write_canonical
-    from orchestration.simulator.company import simulate_company
+    from voronka.ingest.loader import load_files
+    from voronka.simulator.canonical_writer import write_canonical
+    from voronka.simulator.company import simulate_company
 
     files = write_canonical(simulate_company(n_deals=400, seed=3, end_date=date(2026, 3, 15)),
                             tmp_path / "inbox", tmp_path / "truth")

@@ -13,8 +13,19 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal, norm
 
-from ml.forecast import (NewPipeline, PeriodGrid, apply_timing, creation_rate, curves_at, forecast_calibration,
-                         forecast_timing, model_forecast, model_won_by, simulate_new_pipeline, simulate_won_by)
+from ml.forecast import (
+    NewPipeline,
+    PeriodGrid,
+    apply_timing,
+    creation_rate,
+    curves_at,
+    forecast_calibration,
+    forecast_timing,
+    model_forecast,
+    model_won_by,
+    simulate_new_pipeline,
+    simulate_won_by,
+)
 from ml.periods import current_and_next
 
 sys.path.insert(0, str(Path(__file__).parent / "ml"))
@@ -173,8 +184,9 @@ class WithinAMonth:
 @pytest.fixture(scope="module")
 def sized_timeline():
     """The demo company (3,000 deals), whose big deals win less often and take longer."""
-    from ml.features import prepare
     from synthetic_company import canonical, company_frames
+
+    from ml.features import prepare
 
     company = canonical(company_frames(n_deals=3000, seed=5, end_date=date(2026, 6, 30)))
     return prepare(company["deals"], company["stage_events"], company["pipeline_stages"])

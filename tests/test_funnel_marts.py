@@ -1,6 +1,6 @@
 """The funnel marts on a simulated company, against an independent pandas computation.
 
-A company is simulated (orchestration.simulator), written as canonical CSV exports, loaded by the
+A company is simulated (voronka.simulator), written as canonical CSV exports, loaded by the
 loader into a fresh DuckDB warehouse, and `dbt build` runs on it (models, data tests, unit
 tests). The numbers are then recomputed here from the raw tables alone, with pandas, lifelines'
 Kaplan–Meier and scipy's normal distribution, following docs/metrics.md, and compared with the
@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 from scipy.stats import norm
-
-from orchestration.ingest.loader import load_files
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import simulate_company
 from test_dbt_models import invoke_dbt
+
+from voronka.ingest.loader import load_files
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import simulate_company
 
 END_DATE = date(2026, 6, 30)
 AS_OF = pd.Timestamp("2026-06-30 23:59:59")
@@ -444,7 +444,7 @@ def workspace(company, tmp_path_factory):
 
 
 def cli_json(capsys, *argv):
-    from orchestration.cli import main
+    from voronka.cli import main
 
     code = main([*argv, "--format", "json", "--quiet"])
     out = capsys.readouterr().out
@@ -496,7 +496,7 @@ def test_cli_changes(capsys, con, workspace):
 
 
 def test_cli_user_errors_are_one_line(capsys, workspace):
-    from orchestration.cli import main
+    from voronka.cli import main
 
     for argv in (["funnel", "--by", "owner", "--cohort", "week"], ["changes", "--from", "2026-05-01", "--to", "2026-04-01"],
                  ["changes", "--period", "2026-13"], ["funnel", "--as-of", "yesterday"]):

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.ingest.loader import load_files
+from voronka.ingest.loader import load_files
 
 STAGES = """pipeline,stage,stage_order,kind,crm_probability
 Sales,New,1,open,0.1
@@ -126,8 +126,8 @@ def test_stage_events_get_stable_keys_so_the_same_event_twice_is_one(tmp_path, c
 def test_an_inferred_stage_list_fills_gaps_but_never_replaces_the_real_one(tmp_path, con):
     import pandas as pd
 
-    from orchestration.ingest.canonical import ParsedExport
-    from orchestration.ingest.loader import load_parsed
+    from voronka.ingest.canonical import ParsedExport
+    from voronka.ingest.loader import load_parsed
 
     load_files(con, [write(tmp_path / "s.csv", STAGES)])
     guessed = pd.DataFrame({"pipeline": ["Sales", "Sales"], "stage": ["New", "Demo"], "stage_order": [9, 3],

@@ -21,14 +21,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-
-from orchestration import cli
-from orchestration.ingest.canonical import CREATION_EVENT_PREFIX
-from orchestration.ingest.loader import load_files
-from orchestration.ingest.readers import detect_format
-from orchestration.simulator.company import simulate_company
-from orchestration.simulator.native_writers import CRMS, EXPORT_TIMEZONES, write_native
 from test_dbt_models import invoke_dbt
+
+from voronka import cli
+from voronka.ingest.canonical import CREATION_EVENT_PREFIX
+from voronka.ingest.loader import load_files
+from voronka.ingest.readers import detect_format
+from voronka.simulator.company import simulate_company
+from voronka.simulator.native_writers import CRMS, EXPORT_TIMEZONES, write_native
 
 END_DATE = date(2025, 12, 31)
 N_DEALS = 400

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.cli import main
-from orchestration.config import Workspace
 from orchestration.definitions import build_definitions
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import simulate_company
+from voronka.cli import main
+from voronka.config import Workspace
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import simulate_company
 
 END = date(2026, 5, 20)
 AS_OF = datetime(2026, 5, 20, 23, 59, 59)
@@ -91,7 +91,7 @@ def test_dbt_table_models_carry_their_row_counts(run):
 def test_the_models_read_the_warehouse_in_a_fixed_order(run):
     """DuckDB returns rows in the order its threads finish; the models' seeded sampling picks rows
     by position, so an unordered read trained different models from the same warehouse."""
-    from orchestration.warehouse_queries import canonical_frames
+    from voronka.warehouse_reads import canonical_frames
 
     _, _, _, con = run
     frames = canonical_frames(con, AS_OF)

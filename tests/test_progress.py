@@ -7,12 +7,13 @@ import io
 import dagster as dg
 import pytest
 
-from orchestration import progress, runner
+from orchestration import runner
 from orchestration.assets.ingest import raw_tables
-from orchestration.config import Workspace
 from orchestration.resources import WorkspaceResource
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import simulate_company
+from voronka import progress
+from voronka.config import Workspace
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import simulate_company
 
 
 class FakeTTY(io.StringIO):

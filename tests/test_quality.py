@@ -13,9 +13,9 @@ import pytest
 
 from orchestration.assets.ingest import RAW_KEYS
 from orchestration.assets.quality import raw_quality_checks
-from orchestration.ingest.warehouse import ensure_raw_schema
-from orchestration.quality import SUITES, validate
 from orchestration.resources import WorkspaceResource
+from voronka.ingest.warehouse import ensure_raw_schema
+from voronka.quality import SUITES, validate
 
 T = datetime.fromisoformat
 EXPORTED = T("2026-03-01 00:00:00")

@@ -25,14 +25,14 @@ import duckdb
 import pytest
 
 from ml.periods import quarter_of
-from orchestration.cli import _compact_money, main, render
-from orchestration.config import Workspace
-from orchestration.report.data import report_data
-from orchestration.report.export import neutralise
-from orchestration.report.render import render_report
 from orchestration.runner import run_pipeline, workspace_instance
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import simulate_company
+from voronka.cli import _compact_money, main, render
+from voronka.config import Workspace
+from voronka.report.data import report_data
+from voronka.report.export import neutralise
+from voronka.report.render import render_report
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import simulate_company
 
 END = date(2026, 11, 20)
 SCRIPT = "<script>alert('pwned')</script>"

@@ -2,7 +2,7 @@
 without console errors or outside requests, draws its charts and shows the headline numbers.
 
 Chromium is Debian's `chromium` package (scripts/install_chromium.sh installs it); it is driven
-over the DevTools protocol with the standard library (orchestration/report/browser.py). The
+over the DevTools protocol with the standard library (voronka/report/browser.py). The
 demo warehouse is the one tests/test_report.py builds (one per session).
 """
 
@@ -13,13 +13,13 @@ import struct
 
 import duckdb
 import pytest
-
-from ml.periods import quarter_of
-from orchestration.report.browser import find_chromium, inspect_page
-from orchestration.report.data import report_data
-from orchestration.report.render import render_report
 import test_report
 from test_report import END, IMG, SCRIPT, copy_warehouse, money_value
+
+from ml.periods import quarter_of
+from voronka.report.browser import find_chromium, inspect_page
+from voronka.report.data import report_data
+from voronka.report.render import render_report
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="Chromium not installed: run scripts/install_chromium.sh")

@@ -9,7 +9,7 @@ import pytest
 
 import orchestration.definitions as definitions
 from orchestration import runner
-from orchestration.config import Workspace
+from voronka.config import Workspace
 
 STAGES = [("ingest", "daily_refresh", []), ("dbt build", "daily_refresh", []),
           ("model training", "weekly_retrain", []), ("scores and forecast", "daily_refresh", [])]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.simulator.canonical_writer import write_canonical
-from orchestration.simulator.company import (
+from voronka.simulator.canonical_writer import write_canonical
+from voronka.simulator.company import (
     DEALS_COLUMNS,
     FX_RATES_COLUMNS,
     MARKETING_SPEND_COLUMNS,

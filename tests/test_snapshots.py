@@ -11,9 +11,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.ingest.canonical import ParsedExport
-from orchestration.ingest.loader import load_files, load_parsed
-from orchestration.ingest.readers.canonical_csv import parse_frame
+from voronka.ingest.canonical import ParsedExport
+from voronka.ingest.loader import load_files, load_parsed
+from voronka.ingest.readers.canonical_csv import parse_frame
 
 STAGES = """pipeline,stage,stage_order,kind,crm_probability
 Sales,New,1,open,0.1

@@ -1,5 +1,5 @@
 """Forecast, coverage, funnel-health checks and alerts: thin assets over ml/ and
-orchestration/alerts/."""
+voronka/alerts/."""
 
 from datetime import datetime
 
@@ -9,14 +9,35 @@ import pandas as pd
 from ml import health
 from ml.coverage import pipeline_coverage as compute_coverage
 from ml.features import prepare
-from ml.forecast import ALL, FORECAST_COLUMNS, model_forecast, score_forecast_inputs, weighted_pipeline_forecast
+from ml.forecast import (
+    ALL,
+    FORECAST_COLUMNS,
+    model_forecast,
+    score_forecast_inputs,
+    weighted_pipeline_forecast,
+)
 from ml.periods import current_and_next
-from orchestration import progress
-from orchestration.alerts import notify_check, notify_coverage
-from orchestration.alerts.checks import EXPORT_FRESHNESS, NEW_PIPELINE, PROB_HIT_TARGET, STALLED_DEALS
-from orchestration.assets.models import TIME_TO_CLOSE, WIN_MODEL, _load_in_use, deal_scores
+from orchestration.assets.models import (
+    TIME_TO_CLOSE,
+    WIN_MODEL,
+    _load_in_use,
+    deal_scores,
+)
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import (canonical_frames, read_table, replace_table, table_exists)
+from voronka import progress
+from voronka.alerts import notify_check, notify_coverage
+from voronka.alerts.checks import (
+    EXPORT_FRESHNESS,
+    NEW_PIPELINE,
+    PROB_HIT_TARGET,
+    STALLED_DEALS,
+)
+from voronka.warehouse_reads import (
+    canonical_frames,
+    read_table,
+    replace_table,
+    table_exists,
+)
 
 MARTS = [dg.AssetKey("mart_pipeline_snapshot"), dg.AssetKey("mart_bookings"), dg.AssetKey("mart_targets")]
 RAW_DEALS = dg.AssetKey(["raw", "deals"])
@@ -230,7 +251,7 @@ def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckRes
 def _freshness(workspace: WorkspaceResource) -> health.Health:
     """Each source's newest export against the wall clock: freshness is about the real world,
     unlike everything else, which is judged at the run's as-of time."""
-    from orchestration.warehouse_queries import newest_export_by_source
+    from voronka.warehouse_reads import newest_export_by_source
 
     with workspace.connect(read_only=True) as con:
         newest = newest_export_by_source(con)

@@ -3,10 +3,10 @@
 
 import dagster as dg
 
-from orchestration import progress
-from orchestration.ingest.canonical import TABLES
-from orchestration.ingest.loader import load_files, table_counts
 from orchestration.resources import WorkspaceResource
+from voronka import progress
+from voronka.ingest.canonical import TABLES
+from voronka.ingest.loader import load_files, table_counts
 
 RAW_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLES}
 

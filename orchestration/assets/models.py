@@ -3,23 +3,31 @@
 import dagster as dg
 
 from ml.features import FEATURES
-from ml.registry import ModelNotFoundError, ModelStore, promote_if_not_worse
-from ml.scoring import TRAINING_STEPS, score_open_deals, stage_duration_quantiles, train_models
-from orchestration import progress
+from ml.registry import (
+    TIME_TO_CLOSE,
+    TTC_HEADLINE,
+    WIN_HEADLINE,
+    WIN_MODEL,
+    ModelNotFoundError,
+    ModelStore,
+    headline_metrics,
+    promote_if_not_worse,
+)
+from ml.scoring import (
+    TRAINING_STEPS,
+    score_open_deals,
+    stage_duration_quantiles,
+    train_models,
+)
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import CANONICAL_FRAME_MODELS, canonical_frames, replace_table
+from voronka import progress
+from voronka.warehouse_reads import (
+    CANONICAL_FRAME_MODELS,
+    canonical_frames,
+    replace_table,
+)
 
-WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
 RAW = [dg.AssetKey(["raw", t]) for t in ("deals", "stage_events", "pipeline_stages")]
-WIN_HEADLINE = ("auc", "baseline_auc", "brier", "baseline_brier", "ece", "log_loss", "n_train", "n_test")
-TTC_HEADLINE = ("c_index", "baseline_c_index", "ibs", "baseline_ibs", "n_train", "n_test")
-
-
-def _headline(report: dict, keys: tuple) -> dict:
-    return {k: (round(float(report[k]), 4) if isinstance(report[k], float) else report[k])
-            for k in keys if report.get(k) is not None}
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(WIN_MODEL, group_name="models", deps=[*RAW, *CANONICAL_FRAME_MODELS],
@@ -59,7 +67,7 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
             (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE, ttc_examples)):
         promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
                                          features=list(FEATURES))
-        headline = _headline(report, keys)
+        headline = headline_metrics(report, keys)
         importance = report.get("feature_importance") or []
         extra = ({"feature_importance": dg.MetadataValue.md(
             "| feature | drop in AUC when shuffled |\n|---|---|\n"
@@ -118,20 +126,6 @@ def _load_in_use(store: ModelStore, name: str):
                              "(or the weekly_retrain job) first") from None
         artifact, card = store.load(name, versions[-1])
         return artifact, card, False
-
-
-def model_evaluation(store: ModelStore) -> dict:
-    """The `voronka evaluate` figures from the cards of the models in use."""
-    out = {}
-    for name, key, keys in ((WIN_MODEL, "win_model", WIN_HEADLINE), (TIME_TO_CLOSE, "time_to_close", TTC_HEADLINE)):
-        version = store.current_version(name)
-        if version is None:
-            raise ModelNotFoundError(f"no promoted {name} in {store.root}: run `voronka run --retrain` first")
-        card = store.card(name, version)
-        flat = {**card.get("metrics", {}), **card.get("rows", {}),
-                **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
-        out[key] = {"version": version, **_headline(flat, keys)}
-    return out
 
 
 BACKTEST = "forecast_backtest"

@@ -1,12 +1,12 @@
 """Great Expectations suites on the raw tables as asset checks: integrity suites block the dbt
-assets downstream when they fail, plausibility suites warn (orchestration/quality/suites.py)."""
+assets downstream when they fail, plausibility suites warn (voronka/quality/suites.py)."""
 
 
 import dagster as dg
 
 from orchestration.assets.ingest import RAW_KEYS
-from orchestration.quality import SUITES, SuiteResult, validate
 from orchestration.resources import WorkspaceResource
+from voronka.quality import SUITES, SuiteResult, validate
 
 
 def _check_result(result: SuiteResult) -> dg.AssetCheckResult:

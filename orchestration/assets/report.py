@@ -1,4 +1,4 @@
-"""The leadership report: a thin asset over orchestration/report (report_data → HTML file)."""
+"""The leadership report: a thin asset over voronka/report (report_data → HTML file)."""
 
 import dagster as dg
 
@@ -6,10 +6,10 @@ from orchestration.assets import models
 from orchestration.assets.dbt import voronka_dbt_models
 from orchestration.assets.forecast import pipeline_coverage, revenue_forecast
 from orchestration.assets.models import deal_scores
-from orchestration.report.data import report_data
-from orchestration.report.render import render_report, write_report
-from orchestration.report.summary import funnel_markdown, headline_summary
 from orchestration.resources import WorkspaceResource
+from voronka.report.data import report_data
+from voronka.report.render import render_report, write_report
+from voronka.report.summary import funnel_markdown, headline_summary
 
 MARTS = [dg.AssetKey(name) for name in ("mart_funnel_conversion", "fct_stage_transitions", "mart_bookings",
                                         "mart_targets", "mart_pipeline_snapshot")]

@@ -9,9 +9,9 @@ import duckdb
 import pandas as pd
 
 from orchestration.assets.forecast import coverage_alerts
-from orchestration.config import Workspace
 from orchestration.resources import WorkspaceResource
-from orchestration.warehouse_queries import replace_table
+from voronka.config import Workspace
+from voronka.warehouse_reads import replace_table
 
 
 def write_coverage(workspace: Workspace, rows: list[dict], as_of: str) -> None:
@@ -60,7 +60,7 @@ def test_the_asset_sends_once_stays_quiet_then_recovers(http_endpoint, coverage_
 
 def write_exports(workspace: Workspace, newest: dict[str, datetime]) -> None:
     """raw.deals with one deal per source system, exported at the given time."""
-    from orchestration.ingest.warehouse import ensure_raw_schema
+    from voronka.ingest.warehouse import ensure_raw_schema
 
     with duckdb.connect(str(workspace.warehouse)) as con:
         ensure_raw_schema(con)

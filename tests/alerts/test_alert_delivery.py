@@ -7,8 +7,14 @@ import time
 
 import pytest
 
-from orchestration.alerts import AlertSettings, coverage_alert, deliver, notify_coverage, validate_sinks
-from orchestration.alerts import sinks as sinks_module
+from voronka.alerts import (
+    AlertSettings,
+    coverage_alert,
+    deliver,
+    notify_coverage,
+    validate_sinks,
+)
+from voronka.alerts import sinks as sinks_module
 
 AS_OF = "2026-05-20 09:00:00"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.alerts.sinks import _FIELDS
-from orchestration.config import VoronkaConfig
+from voronka.alerts.sinks import _FIELDS
+from voronka.config import VoronkaConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

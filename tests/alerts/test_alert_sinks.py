@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.alerts import AlertSettings, coverage_alert, deliver, notify_coverage, validate_sinks
+from voronka.alerts import (
+    AlertSettings,
+    coverage_alert,
+    deliver,
+    notify_coverage,
+    validate_sinks,
+)
 
 AS_OF = "2026-05-20 09:00:00"
 EVIL = "Enterprise <script>alert(1)</script> & Co"

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from orchestration.alerts import AlertSettings, decide, notify_coverage, validate_sinks
-from orchestration.alerts.state import next_entry, save_state
+from voronka.alerts import AlertSettings, decide, notify_coverage, validate_sinks
+from voronka.alerts.state import next_entry, save_state
 
 T0 = "2026-05-20 06:00:00"
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
 import pandas as pd
+import pytest
+from synthetic_company import canonical, company_frames
 
 from ml.features import build_training_examples
 from ml.survival import evaluate_time_to_close
-from synthetic_company import canonical, company_frames
 
 END_DATE = date(2026, 6, 30)
 

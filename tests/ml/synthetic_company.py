@@ -1,6 +1,6 @@
 """A small simulated company with known truth, for the ML tests (and the ML benchmark).
 
-The real demo simulator lives at orchestration/simulator/company.py; `company_frames` uses it
+The real demo simulator lives at voronka/simulator/company.py; `company_frames` uses it
 when it is importable and falls back to `simulate_small_company` otherwise. Both return frames in
 the simulator's shape (source_system, native_id, ...), which `canonical` turns into the inputs
 the ML code takes (deal_key, amount_reporting).
@@ -159,7 +159,7 @@ def company_frames(n_deals: int, seed: int, end_date: date, years: float = 3.0,
     """The demo simulator's company when it exists, else the small one above."""
     if prefer_simulator:
         try:
-            from orchestration.simulator.company import simulate_company
+            from voronka.simulator.company import simulate_company
         except ImportError:
             pass
         else:

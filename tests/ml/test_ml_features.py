@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.features import (CONTEXT, FEATURES, build_features, build_scoring_features,
-                         build_training_examples, prepare)
+from ml.features import (
+    CONTEXT,
+    FEATURES,
+    build_features,
+    build_scoring_features,
+    build_training_examples,
+    prepare,
+)
 
 STAGES = pd.DataFrame(
     [("p", "A", 1, "open", 0.1), ("p", "B", 2, "open", 0.4), ("p", "C", 3, "open", 0.7),

@@ -19,8 +19,15 @@ from sklearn.base import clone
 from ml import metrics
 from ml.features import FEATURES, build_features, prepare
 from ml.survival import StageCumulativeIncidenceBaseline, TimeToCloseModel
-from ml.win_model import (StageWinRateBaseline, WinModel, default_split, evaluate_win_model,
-                          labels_known_at, maturity, permutation_importance_table)
+from ml.win_model import (
+    StageWinRateBaseline,
+    WinModel,
+    default_split,
+    evaluate_win_model,
+    labels_known_at,
+    maturity,
+    permutation_importance_table,
+)
 
 
 @pytest.fixture(scope="module")

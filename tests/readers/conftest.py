@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.ingest.canonical import column_names
-from orchestration.ingest.readers import read_export
+from voronka.ingest.canonical import column_names
+from voronka.ingest.readers import read_export
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD_INPUTS = Path(__file__).parent / "bad_inputs"

@@ -7,7 +7,7 @@ import json
 import openpyxl
 import pandas as pd
 
-from orchestration.ingest.readers import textfile
+from voronka.ingest.readers import textfile
 
 TS = pd.Timestamp
 

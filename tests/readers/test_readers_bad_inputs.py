@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.ingest.errors import ExportFormatError
-from orchestration.ingest.readers import read_export
+from voronka.errors import ExportFormatError
+from voronka.ingest.readers import read_export
 
 BAD_INPUTS = Path(__file__).parent / "bad_inputs"
 

@@ -10,9 +10,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.ingest.errors import ExportFormatError
-from orchestration.ingest.loader import load_files
-from orchestration.ingest.readers import detect_format, read_export
+from voronka.errors import ExportFormatError
+from voronka.ingest.loader import load_files
+from voronka.ingest.readers import detect_format, read_export
 
 TS = pd.Timestamp
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.ingest.errors import ExportFormatError
-from orchestration.ingest.loader import load_files
-from orchestration.ingest.readers import detect_format, read_export
+from voronka.errors import ExportFormatError
+from voronka.ingest.loader import load_files
+from voronka.ingest.readers import detect_format, read_export
 
 KNOWN = {
     "amocrm/deals_utf8.csv": "amocrm.deals",

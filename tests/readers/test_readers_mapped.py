@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestration.ingest.errors import MappingError
+from voronka.errors import MappingError
 
 TS = pd.Timestamp
 
@@ -89,6 +89,6 @@ def test_xlsx_sheet_named_in_the_mapping(read, tmp_path):
         ["book:17", TS("2024-01-01 06:00"), "won"]]
     (tmp_path / "m.yaml").write_text("source_system: book\nsheet: Sales\ncolumns: {native_id: Nr, "
                                      "created_at: Start, current_stage: Status}\noutcome: {column: Result}\n")
-    from orchestration.ingest.errors import ExportFormatError
+    from voronka.errors import ExportFormatError
     with pytest.raises(ExportFormatError, match="no sheet 'Sales'"):
         read(tmp_path / "book.xlsx", mapping=tmp_path / "m.yaml")

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from orchestration.ingest.errors import ExportFormatError
+from voronka.errors import ExportFormatError
 
 TS = pd.Timestamp
 

@@ -10,10 +10,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from orchestration.ingest.errors import ExportFormatError
-from orchestration.ingest.readers import textfile
-from orchestration.ingest.readers.common import attributes_json
-from orchestration.ingest.readers.textfile import (
+from voronka.errors import ExportFormatError
+from voronka.ingest.readers import textfile
+from voronka.ingest.readers.common import attributes_json
+from voronka.ingest.readers.textfile import (
     RawTable,
     parse_bools,
     parse_dates,

@@ -1,9 +1,0 @@
-"""Data quality of the raw tables: Great Expectations suites (GX Core 1.x) run on what the marts
-will read. A plain library: no Dagster here (orchestration/assets/quality.py runs the suites as
-asset checks)."""
-
-from orchestration.quality.suites import SUITES, TABLE_QUERIES, Suite
-from orchestration.quality.validate import ExpectationOutcome, SuiteResult, validate, validate_frames
-
-__all__ = ["SUITES", "TABLE_QUERIES", "Suite", "ExpectationOutcome", "SuiteResult", "validate",
-           "validate_frames"]

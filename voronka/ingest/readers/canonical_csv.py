@@ -1,0 +1,165 @@
+"""Reader for Voronka's own canonical CSV format (what the simulator writes, and the simplest way
+for a team to hand over data): one file per canonical table, recognised by its header."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from voronka.errors import ExportFormatError
+from voronka.ingest.canonical import (
+    EVENT_ORIGINS,
+    OUTCOMES,
+    STAGE_KINDS,
+    TABLES,
+    ParsedExport,
+    RejectedRow,
+)
+
+SOURCE_SYSTEM = "canonical"
+
+# Columns a canonical CSV carries per table (derived keys and export_file are not in the file).
+_DERIVED = {"deal_key", "event_key", "attributes", "export_file"}
+FILE_COLUMNS: dict[str, list[str]] = {
+    "deals": [c.name for c in TABLES["deals"] if c.name not in _DERIVED],
+    "stage_events": ["source_system", "native_id", "pipeline", "stage", "entered_at", "origin"],
+    **{t: [c.name for c in TABLES[t]] for t in
+       ("pipeline_stages", "targets", "fx_rates", "marketing_spend")},
+}
+_REQUIRED = {
+    t: {c.name for c in TABLES[t] if c.required} - _DERIVED for t in TABLES
+}
+_REQUIRED["stage_events"] = {"source_system", "native_id", "pipeline", "stage", "entered_at"}
+_ACCEPTED = {
+    ("deals", "outcome"): OUTCOMES,
+    ("pipeline_stages", "kind"): STAGE_KINDS,
+    ("stage_events", "origin"): EVENT_ORIGINS,
+}
+
+
+def detect_table(header: list[str]) -> str | None:
+    """The canonical table whose columns this header holds, or None."""
+    cols = {h.strip().lower() for h in header}
+    for table, needed in FILE_COLUMNS.items():
+        if _REQUIRED[table] <= cols and len(cols & set(needed)) >= len(needed) - 2:
+            return table
+    return None
+
+
+def _sql_kind(table: str, column: str) -> str:
+    for c in TABLES[table]:
+        if c.name == column:
+            return c.sql_type
+    return "VARCHAR"
+
+
+def parse_frame(table: str, raw: pd.DataFrame, source_system: str | None = None,
+                row_numbers: np.ndarray | None = None) -> ParsedExport:
+    """Turn a frame of strings (one row per file row, header already applied) into canonical rows.
+
+    Rows with a missing required value, or a value that does not parse as its type, are
+    rejected with a reason naming the column and the value. `row_numbers` are the rows' 1-based
+    numbers in the file (default 1..n).
+    """
+    raw = raw.rename(columns=lambda c: str(c).strip().lower())
+    n = len(raw)
+    row_number = np.arange(1, n + 1) if row_numbers is None else np.asarray(row_numbers)
+    reasons = pd.Series([""] * n, index=raw.index, dtype=object)
+
+    def reject(mask: pd.Series, message: pd.Series | str) -> None:
+        mask = mask & (reasons == "")
+        reasons.loc[mask] = message[mask] if isinstance(message, pd.Series) else message
+
+    out = pd.DataFrame(index=raw.index)
+    for col in FILE_COLUMNS[table]:
+        text = raw[col].astype(str).str.strip() if col in raw else pd.Series("", index=raw.index)
+        text = text.where(text.str.len() > 0)
+        kind = _sql_kind(table, col)
+        if col in _REQUIRED[table]:
+            reject(text.isna(), f"missing {col}")
+        if kind in ("TIMESTAMP", "DATE"):
+            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+            parsed = parsed.dt.tz_convert(None)
+            if kind == "DATE":
+                parsed = parsed.dt.normalize()
+            reject(text.notna() & parsed.isna(), "unparseable " + col + " '" + text.fillna("") + "'")
+            out[col] = parsed
+        elif kind.startswith("DECIMAL") or kind == "DOUBLE" or kind == "INTEGER":
+            parsed = pd.to_numeric(text, errors="coerce")
+            reject(text.notna() & parsed.isna(), "unparseable " + col + " '" + text.fillna("") + "'")
+            if kind.startswith("DECIMAL") or col == "rate":
+                reject(parsed < 0, "negative " + col + " '" + text.fillna("") + "'")
+            out[col] = parsed
+        else:
+            accepted = _ACCEPTED.get((table, col))
+            if accepted is not None:
+                text = text.str.lower()
+                reject(text.notna() & ~text.isin(accepted),
+                       "invalid " + col + " '" + text.fillna("") + f"' (expected one of {', '.join(accepted)})")
+            out[col] = text
+    if source_system is not None and "source_system" in out:
+        out["source_system"] = out["source_system"].fillna(source_system)
+
+    extra = [c for c in raw.columns if c not in FILE_COLUMNS[table]]
+    bad = reasons != ""
+    rejected = [
+        RejectedRow(int(row_number[i]), {k: str(v) for k, v in raw.iloc[i].items()}, reasons.iloc[i])
+        for i in np.flatnonzero(bad.to_numpy())
+    ]
+    good = out[~bad].copy()
+    good["_row_number"] = row_number[~bad.to_numpy()]
+    if table == "deals":
+        good.insert(0, "deal_key", good["source_system"] + ":" + good["native_id"])
+        good["attributes"] = (
+            raw.loc[~bad, extra].apply(lambda r: json.dumps(r.to_dict(), ensure_ascii=False), axis=1)
+            if extra else None
+        )
+    elif table == "stage_events":
+        good["deal_key"] = good["source_system"] + ":" + good["native_id"]
+        good["origin"] = good["origin"].fillna("history")
+        good["event_key"] = event_keys(good["deal_key"], good["stage"], good["entered_at"])
+        good = good.drop(columns=["source_system", "native_id"])
+    return ParsedExport(
+        source_system=source_system or _first_source(good),
+        primary_table=table,
+        rows_read=n,
+        frames={table: good},
+        rejected=rejected,
+    )
+
+
+def event_keys(deal_keys: pd.Series, stages: pd.Series, entered_at: pd.Series) -> pd.Series:
+    """A stable key per (deal, stage, time): the same event from two exports is one event."""
+    joined = deal_keys + "|" + stages + "|" + entered_at.dt.strftime("%Y-%m-%d %H:%M:%S")
+    return joined.map(lambda s: hashlib.sha1(s.encode("utf-8")).hexdigest()[:20])
+
+
+def _first_source(frame: pd.DataFrame) -> str:
+    if "source_system" in frame and len(frame):
+        return str(frame["source_system"].iloc[0])
+    return SOURCE_SYSTEM
+
+
+def read_canonical(path: Path) -> ParsedExport:
+    """Read one canonical CSV file (any encoding, delimiter or container the text layer reads)."""
+    from voronka.ingest.readers.textfile import RawTable, load
+
+    path = Path(path)
+    loaded = load(path)
+    columns = loaded.columns if isinstance(loaded, RawTable) else []
+    table = detect_table(columns)
+    if table is None:
+        raise ExportFormatError(
+            "header matches no canonical table (columns: " + ", ".join(map(str, columns[:12])) + ")",
+            file=path.name,
+        )
+    return parse_table(table, loaded)
+
+
+def parse_table(table: str, loaded) -> ParsedExport:
+    """parse_frame over a RawTable opened by the text layer."""
+    return parse_frame(table, loaded.frame, row_numbers=loaded.row_numbers)
