@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-WORKER = """
+WORKER = r"""
 import sys, json
 from datetime import date
 from pathlib import Path
