@@ -13,19 +13,10 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal, norm
 
-from ml.forecast import (
-    NewPipeline,
-    PeriodGrid,
-    apply_timing,
-    creation_rate,
-    curves_at,
-    forecast_calibration,
-    forecast_timing,
-    model_forecast,
-    model_won_by,
-    simulate_new_pipeline,
-    simulate_won_by,
-)
+from ml.forecast import PeriodGrid, model_forecast, model_won_by
+from ml.forecast_calibration import apply_timing, curves_at, forecast_calibration, forecast_timing
+from ml.montecarlo import simulate_won_by
+from ml.new_pipeline import NewPipeline, creation_rate, simulate_new_pipeline
 from ml.periods import current_and_next
 
 sys.path.insert(0, str(Path(__file__).parent / "ml"))
