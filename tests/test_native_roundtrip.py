@@ -354,7 +354,7 @@ def test_each_file_is_recognised_as_its_crm(tmp_path, company):
 
 
 def test_demo_writes_the_chosen_crm_and_its_timezone(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "run_pipeline", lambda workspace, **kw: {"checks_failed": []})
+    monkeypatch.setattr("orchestration.runner.run_pipeline", lambda workspace, **kw: {"checks_failed": []})
     monkeypatch.setattr(cli, "_print_summary", lambda workspace, fmt: None)
     home = tmp_path / "ws"
     assert cli.main(["demo", "--workspace", str(home), "--crm", "hubspot", "--deals", "50",
