@@ -34,9 +34,9 @@ COMMON = r"""
 import json, resource, sys, time
 from datetime import date
 sys.path.insert(0, ROOT)
-sys.path.insert(0, ROOT + "/tests/ml")
 import numpy as np, pandas as pd
-from synthetic_company import canonical, company_frames
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 END = date(2026, 6, 30)
 steps, out = {}, {}
@@ -50,7 +50,7 @@ def done(name):
     clock = time.perf_counter()
 
 def company(n):
-    c = canonical(company_frames(n_deals=n, seed=1, end_date=END))
+    c = ml_frames(simulate_company(n_deals=n, seed=1, end_date=END))
     return c["deals"], c["stage_events"], c["pipeline_stages"]
 """
 

@@ -270,6 +270,7 @@ def test_stage_history_comes_back_in_order(company, loaded):
     assert truth["has_backward_move"].any() and truth["is_reopened"].any()
 
 
+@pytest.mark.slow  # dbt run per CRM
 def test_a_history_of_moves_gives_the_stage_each_deal_was_created_in(company, loaded, tmp_path):
     """amoCRM's events and Pipedrive's flow have only moves; the stage a deal left on its first
     move is the stage it was created in. The reader writes it one second before that move, and
