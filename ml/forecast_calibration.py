@@ -10,8 +10,6 @@ import numpy as np
 import pandas as pd
 
 DAY = pd.Timedelta(days=1)
-
-
 CLOCK_SCALES = np.exp(np.linspace(np.log(0.2), np.log(10.0), 61))
 CLOCK_HORIZONS = np.array([7.0, 14.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0])
 
