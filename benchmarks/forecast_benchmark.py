@@ -4,7 +4,7 @@ Usage:  .venv/bin/python benchmarks/forecast_benchmark.py [--sizes 100000 100000
 Writes benchmarks/results/forecast.json and prints Markdown tables.
 
 Each task runs in its own child process, so its peak resident memory is its own:
-- engine: 100k open deals x 10k draws through ml.forecast.simulate_won_by (four period
+- engine: 100k open deals x 10k draws through ml.montecarlo.simulate_won_by (four period
   boundaries, two pipelines), with the deals' P(win by boundary) resampled from the open deals
   the models scored on the 100k-deal company (so the probabilities look like real ones), and
   with the common shock (forecast_deal_correlation 0.005, the default) as the forecast runs it; plus 10k
@@ -34,9 +34,9 @@ COMMON = r"""
 import json, resource, sys, time
 from datetime import date
 sys.path.insert(0, ROOT)
-sys.path.insert(0, ROOT + "/tests/ml")
 import numpy as np, pandas as pd
-from synthetic_company import canonical, company_frames
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 END = date(2026, 6, 30)
 steps, out = {}, {}
@@ -50,15 +50,16 @@ def done(name):
     clock = time.perf_counter()
 
 def company(n):
-    c = canonical(company_frames(n_deals=n, seed=1, end_date=END))
+    c = ml_frames(simulate_company(n_deals=n, seed=1, end_date=END))
     return c["deals"], c["stage_events"], c["pipeline_stages"]
 """
 
 ENGINE = COMMON + r"""
 from ml.backtest import fit_models
 from ml.features import prepare
-from ml.forecast import (PeriodGrid, model_forecast, model_won_by, score_forecast_inputs,
-                         simulate_new_pipeline, simulate_won_by)
+from ml.forecast import PeriodGrid, model_forecast, model_won_by, score_forecast_inputs
+from ml.montecarlo import simulate_won_by
+from ml.new_pipeline import simulate_new_pipeline
 n_open, draws = int(sys.argv[1]), int(sys.argv[2])
 deals, events, stages = company(100_000)
 as_of = pd.Timestamp(END) + pd.Timedelta(hours=23, minutes=59, seconds=59)

@@ -30,9 +30,9 @@ WORKER = r"""
 import json, resource, sys, time
 from datetime import date
 sys.path.insert(0, ROOT)
-sys.path.insert(0, ROOT + "/tests/ml")
 import numpy as np, pandas as pd
-from synthetic_company import canonical, company_frames
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 from ml.features import build_scoring_features, build_training_examples, prepare, build_features
 from ml.survival import train_time_to_close
 from ml.win_model import train_win_model
@@ -49,7 +49,7 @@ def done(name):
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     clock = time.perf_counter()
 
-company = canonical(company_frames(n_deals=n_deals, seed=seed, end_date=end))
+company = ml_frames(simulate_company(n_deals=n_deals, seed=seed, end_date=end))
 deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
 out["stage_events"] = len(events)
 done("simulate")

@@ -35,10 +35,10 @@ if step == "simulate":
     write_canonical(company, workspace.inbox, home / "truth")
 else:
     from orchestration.definitions import build_definitions
-    from orchestration.runner import run_stage, stage_selections, workspace_instance
+    from orchestration.runner import pipeline_stages, run_stage, workspace_instance
     defs = build_definitions(str(home))
-    name, job_name, keys = dict(enumerate(stage_selections(defs)))[int(step)]
-    run_stage(defs, workspace_instance(workspace), keys, name, job_name)
+    job_name, name = pipeline_stages()[int(step)]
+    run_stage(defs, workspace_instance(workspace), job_name, name)
 """
 
 

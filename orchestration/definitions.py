@@ -31,16 +31,37 @@ ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement, *raw_quality_
 ALL_CHECKS += [prob_hit_target_above_floor, new_pipeline_meets_target_need, stalled_share_within_limit,
                exports_are_fresh]
 
-MODEL_TRAINING = dg.AssetSelection.assets(trained_models)
-BACKTESTING = dg.AssetSelection.assets(forecast_backtest)
+# The stages, as asset selections that together cover the whole graph (tests/test_runner.py
+# checks that every asset is in exactly one). A new asset goes into the stage of its group.
+INGEST = dg.AssetSelection.groups("ingest")
+TRANSFORM = dg.AssetSelection.assets(voronka_dbt_models)
+MODEL_TRAINING = dg.AssetSelection.assets(trained_models, forecast_backtest)
+SCORE_AND_FORECAST = dg.AssetSelection.assets(deal_scores) | dg.AssetSelection.groups("forecast", "alerts", "report")
+
+# One job per stage: `voronka run` runs them one after another (orchestration/runner.py).
+ingest_job = dg.define_asset_job(
+    "ingest", selection=INGEST,
+    description="Read the inbox's new export files into raw.* (checks: every row accounted for, quality).")
+transform_job = dg.define_asset_job(
+    "transform", selection=TRANSFORM,
+    description="dbt build: staging → intermediate → marts, with the dbt tests as asset checks.")
+train_models_job = dg.define_asset_job(
+    "train_models", selection=MODEL_TRAINING,
+    description="Train the win and time-to-close models (quality-gated) and rerun the forecast backtest.")
+score_and_forecast_job = dg.define_asset_job(
+    "score_and_forecast", selection=SCORE_AND_FORECAST,
+    description="Score open deals → forecast → coverage and funnel-health checks → alerts → report.")
+STAGE_JOBS = [ingest_job, transform_job, train_models_job, score_and_forecast_job]
+
+# The scheduled jobs are unions of the stages.
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all() - MODEL_TRAINING - BACKTESTING,
+    selection=INGEST | TRANSFORM | SCORE_AND_FORECAST,
     description="Ingest what is new → dbt build → score open deals → forecast → coverage checks → alerts.",
 )
 weekly_retrain = dg.define_asset_job(
     "weekly_retrain",
-    selection=MODEL_TRAINING | dg.AssetSelection.assets(deal_scores) | BACKTESTING,
+    selection=MODEL_TRAINING | dg.AssetSelection.assets(deal_scores),
     description="Retrain the win and time-to-close models (quality-gated), rescore open deals and "
                 "rerun the forecast backtest.",
 )
@@ -59,7 +80,7 @@ def build_definitions(home: str | dg.EnvVar, as_of: str | None = None) -> dg.Def
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[daily_refresh, weekly_retrain],
+        jobs=[*STAGE_JOBS, daily_refresh, weekly_retrain],
         schedules=[daily_schedule, weekly_schedule],
         sensors=[build_inbox_sensor(daily_refresh)],
         resources={

@@ -1,55 +1,50 @@
-"""Run the daily job from the command line, stage by stage, with progress and timings."""
+"""Run the pipeline from the command line, one stage job after another, with progress and timings."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
 
 from voronka import progress
 from voronka.config import Workspace
 from voronka.errors import PipelineError
 
 MODEL_ASSETS = ("win_model", "time_to_close_model")
-BACKTEST_ASSETS = ("forecast_backtest",)
-FORECAST_ASSETS = ("deal_scores", "revenue_forecast", "pipeline_coverage", "coverage_alerts",
-                   "export_freshness_alerts", "forecast_health_alerts", "leadership_report")
+# (job of orchestration/definitions.py, what the console calls it), in order; the jobs' asset
+# selections together are the whole graph.
+STAGES = [
+    ("ingest", "ingest"),
+    ("transform", "dbt build"),
+    ("train_models", "model training (win probability, time to close) and forecast backtest"),
+    ("score_and_forecast", "scores, forecast, coverage checks, alerts and report"),
+]
+TRAINING_JOB = "train_models"
 # The console shows Voronka's own lines only: a failed step is reported by run_stage in one line
 # (a failed model gate is an outcome, not an error, and Dagster would print its stack trace);
 # every event stays in the workspace's Dagster instance for `voronka ui`.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def stage_selections(defs: dg.Definitions, train: bool = True) -> list[tuple[str, str, list[dg.AssetKey]]]:
-    """(stage name, job, asset keys) in order; the model stage only when `train`."""
-    keys = list(defs.resolve_asset_graph().get_all_asset_keys())
-    ingest = [k for k in keys if k.path[0] == "raw"]
-    models = [dg.AssetKey(n) for n in MODEL_ASSETS]
-    backtest = [dg.AssetKey(n) for n in BACKTEST_ASSETS]
-    downstream = [dg.AssetKey(n) for n in FORECAST_ASSETS]
-    dbt = [k for k in keys if k not in ingest + models + backtest + downstream]
-    stages = [("ingest", "daily_refresh", ingest), ("dbt build", "daily_refresh", dbt)]
-    if train:  # the backtest reruns with the (weekly) retraining, not every day
-        stages.append(("model training (win probability, time to close) and forecast backtest",
-                       "weekly_retrain", models + backtest))
-    stages.append(("scores, forecast, coverage checks, alerts and report", "daily_refresh", downstream))
-    return stages
+def pipeline_stages(train: bool = True) -> list[tuple[str, str]]:
+    """(job name, stage name) in order; the model stage only when `train` (the backtest reruns
+    with the weekly retraining, not every day)."""
+    return [(job, name) for job, name in STAGES if train or job != TRAINING_JOB]
 
 
 # A failed model gate keeps the previous model (or the stage baseline) in use; later stages run.
 GATE_CHECKS = {"model_quality_gate"}
 
 
-def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey],
-              name: str, job_name: str = "daily_refresh") -> tuple[list[str], list[str]]:
-    """Materialise one stage; returns (checks that did not pass, blocking ones among them);
+def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
+              name: str) -> tuple[list[str], list[str]]:
+    """Run one stage's job; returns (checks that did not pass, blocking ones among them);
     raises PipelineError when an asset failed for another reason than a blocking check."""
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance,
-                                    asset_selection=keys, raise_on_error=False)
+    result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance, raise_on_error=False)
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed]
     blocking = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed
@@ -83,13 +78,29 @@ def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:
         # DuckDB has one writer: runs started from the UI queue one at a time.
         dagster_yaml.write_text("concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
                                 "telemetry:\n  enabled: false\n", encoding="utf-8")
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(workspace.dagster_home)))
+    with _dagster_home(workspace.dagster_home):
+        return dg.DagsterInstance.get()
+
+
+@contextmanager
+def _dagster_home(path):
+    """DAGSTER_HOME names the instance's directory (as for `dagster dev`), for this call only: the
+    process may run several workspaces (tests, the benchmark)."""
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = saved
 
 
 def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = False,
                  retrain: bool = False) -> dict:
-    """Materialise the daily job stage by stage (ingest → dbt → [models] → scores, forecast,
-    checks and alerts). Models are trained when asked or when none is in use yet."""
+    """Run the stage jobs one after another (ingest → transform → [train_models] →
+    score_and_forecast). Models are trained when asked or when none is in use yet."""
     from ml.registry import ModelStore
     from orchestration.definitions import build_definitions
 
@@ -97,20 +108,20 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
     defs = build_definitions(str(workspace.home), as_of=as_of)
     store = ModelStore(workspace.models_dir())
     train = retrain or any(store.current_version(n) is None for n in MODEL_ASSETS)
-    stages = stage_selections(defs, train=train)
+    stages = pipeline_stages(train=train)
     timings, checks_failed = {}, []
     log_path = workspace.home / "logs" / "last_run.log"
     log_path.parent.mkdir(exist_ok=True)
     # The bars of the long assets (ingest, dbt, training, backtest, Monte Carlo), on a terminal.
     with progress.shown(quiet):
-        for i, (name, job_name, keys) in enumerate(stages, 1):
+        for i, (job_name, name) in enumerate(stages, 1):
             if not quiet:
                 print(f"[{i}/{len(stages)}] {name} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
             with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
                 try:
-                    failed, blocking = run_stage(defs, instance, keys, name, job_name)
+                    failed, blocking = run_stage(defs, instance, job_name, name)
                 finally:
                     progress.finish()  # a bar a failed asset left open ends before the next line
             checks_failed += failed

@@ -3,9 +3,7 @@ run on a simulated company checked against pandas."""
 
 from __future__ import annotations
 
-import sys
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,16 +24,15 @@ from ml.backtest import (
 )
 from ml.features import prepare
 from ml.periods import parse_period
-
-sys.path.insert(0, str(Path(__file__).parent / "ml"))
-from synthetic_company import canonical, company_frames  # noqa: E402
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 END = date(2026, 6, 30)
 
 
 @pytest.fixture(scope="module")
 def company():
-    return canonical(company_frames(n_deals=1500, seed=3, end_date=END, years=2.0))
+    return ml_frames(simulate_company(n_deals=1500, seed=3, end_date=END, years=2.0))
 
 
 def test_metrics_on_a_hand_case():

@@ -37,6 +37,8 @@ from dbt.cli.main import dbtRunner
 
 from voronka.ingest.warehouse import ensure_raw_schema
 
+pytestmark = pytest.mark.slow  # dbt builds
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt_project"
 AS_OF = "2026-03-15 12:00:00"

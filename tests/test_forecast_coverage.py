@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ml.coverage import coverage_status, pipeline_coverage
-from ml.forecast import simulate_revenue, weighted_pipeline_forecast
+from ml.forecast import weighted_pipeline_forecast
+from ml.montecarlo import simulate_revenue
 from ml.periods import current_and_next, parse_period
 
 AS_OF = date(2026, 11, 20)

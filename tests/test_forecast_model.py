@@ -4,31 +4,25 @@ and timing)."""
 
 from __future__ import annotations
 
-import sys
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal, norm
 
-from ml.forecast import (
-    NewPipeline,
-    PeriodGrid,
+from ml.forecast import PeriodGrid, model_forecast, model_won_by
+from ml.forecast_calibration import (
     apply_timing,
-    creation_rate,
     curves_at,
     forecast_calibration,
     forecast_timing,
-    model_forecast,
-    model_won_by,
-    simulate_new_pipeline,
-    simulate_won_by,
 )
+from ml.montecarlo import simulate_won_by
+from ml.new_pipeline import NewPipeline, creation_rate, simulate_new_pipeline
 from ml.periods import current_and_next
-
-sys.path.insert(0, str(Path(__file__).parent / "ml"))
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 AS_OF = pd.Timestamp("2026-11-20 23:59:59")  # periods 2026-11, 2026-12, 2026-Q4, 2027-Q1
 NO_BOOKINGS = pd.DataFrame(columns=["period", "pipeline", "won_amount_reporting"])
@@ -184,11 +178,10 @@ class WithinAMonth:
 @pytest.fixture(scope="module")
 def sized_timeline():
     """The demo company (3,000 deals), whose big deals win less often and take longer."""
-    from synthetic_company import canonical, company_frames
 
     from ml.features import prepare
 
-    company = canonical(company_frames(n_deals=3000, seed=5, end_date=date(2026, 6, 30)))
+    company = ml_frames(simulate_company(n_deals=3000, seed=5, end_date=date(2026, 6, 30)))
     return prepare(company["deals"], company["stage_events"], company["pipeline_stages"])
 
 

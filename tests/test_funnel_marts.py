@@ -26,6 +26,8 @@ from voronka.ingest.loader import load_files
 from voronka.simulator.canonical_writer import write_canonical
 from voronka.simulator.company import simulate_company
 
+pytestmark = pytest.mark.slow  # dbt build on a simulated company
+
 END_DATE = date(2026, 6, 30)
 AS_OF = pd.Timestamp("2026-06-30 23:59:59")
 FROM = pd.Timestamp("2026-05-31 23:59:59")  # var from_date '2026-05-31' = the end of that day

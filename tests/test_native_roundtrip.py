@@ -270,6 +270,7 @@ def test_stage_history_comes_back_in_order(company, loaded):
     assert truth["has_backward_move"].any() and truth["is_reopened"].any()
 
 
+@pytest.mark.slow  # dbt run per CRM
 def test_a_history_of_moves_gives_the_stage_each_deal_was_created_in(company, loaded, tmp_path):
     """amoCRM's events and Pipedrive's flow have only moves; the stage a deal left on its first
     move is the stage it was created in. The reader writes it one second before that move, and
@@ -354,9 +355,7 @@ def test_each_file_is_recognised_as_its_crm(tmp_path, company):
 
 
 def test_demo_writes_the_chosen_crm_and_its_timezone(tmp_path, monkeypatch):
-    from orchestration import runner  # the CLI imports the runner when a command runs the graph
-
-    monkeypatch.setattr(runner, "run_pipeline", lambda workspace, **kw: {"checks_failed": []})
+    monkeypatch.setattr("orchestration.runner.run_pipeline", lambda workspace, **kw: {"checks_failed": []})
     monkeypatch.setattr(cli, "_print_summary", lambda workspace, fmt: None)
     home = tmp_path / "ws"
     assert cli.main(["demo", "--workspace", str(home), "--crm", "hubspot", "--deals", "50",

@@ -18,6 +18,8 @@ from voronka.config import Workspace
 from voronka.simulator.canonical_writer import write_canonical
 from voronka.simulator.company import simulate_company
 
+pytestmark = pytest.mark.slow  # the whole graph materialised on a demo company
+
 END = date(2026, 5, 20)
 AS_OF = datetime(2026, 5, 20, 23, 59, 59)
 

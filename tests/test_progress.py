@@ -93,11 +93,11 @@ def test_nothing_is_written_when_off_quiet_or_not_a_terminal(capsys):
 
 def test_the_runner_ends_a_bar_left_open_before_its_done_line(monkeypatch, tmp_path):
     """An asset that fails mid-way leaves its bar open; the stage line must not land on it."""
-    stages = [("ingest", "daily_refresh", []), ("dbt build", "daily_refresh", [])]
+    stages = [("ingest", "ingest"), ("transform", "dbt build")]
     monkeypatch.setattr("orchestration.definitions.build_definitions", lambda home, as_of=None: object())
-    monkeypatch.setattr(runner, "stage_selections", lambda defs, train=True: stages)
+    monkeypatch.setattr(runner, "STAGES", stages)
 
-    def fake_run_stage(defs, instance, keys, name, job_name="daily_refresh"):
+    def fake_run_stage(defs, instance, job_name, name):
         progress.task(name, total=3).advance()
         return [], []
 

@@ -34,6 +34,8 @@ from voronka.report.render import render_report
 from voronka.simulator.canonical_writer import write_canonical
 from voronka.simulator.company import simulate_company
 
+pytestmark = pytest.mark.slow  # the demo run (whole graph) the report is read from
+
 END = date(2026, 11, 20)
 SCRIPT = "<script>alert('pwned')</script>"
 IMG = "<img src=x onerror=alert(1)>"

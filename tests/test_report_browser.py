@@ -21,8 +21,9 @@ from voronka.report.browser import find_chromium, inspect_page
 from voronka.report.data import report_data
 from voronka.report.render import render_report
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="Chromium not installed: run scripts/install_chromium.sh")
+pytestmark = [pytest.mark.slow,  # a browser on the demo run's report
+              pytest.mark.skipif(find_chromium() is None,
+                                 reason="Chromium not installed: run scripts/install_chromium.sh")]
 
 PROBE = """JSON.stringify({
   charset: document.characterSet,

@@ -4,6 +4,8 @@ which only keeps the previous model (or the stage baseline) in use."""
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import pytest
 
@@ -11,8 +13,8 @@ import orchestration.definitions as definitions
 from orchestration import runner
 from voronka.config import Workspace
 
-STAGES = [("ingest", "daily_refresh", []), ("dbt build", "daily_refresh", []),
-          ("model training", "weekly_retrain", []), ("scores and forecast", "daily_refresh", [])]
+STAGES = [("ingest", "ingest"), ("transform", "dbt build"), ("train_models", "model training"),
+          ("score_and_forecast", "scores and forecast")]
 
 
 @pytest.fixture
@@ -22,9 +24,9 @@ def stages_run(monkeypatch, tmp_path):
     ran: list[str] = []
     outcomes: dict[str, tuple[list[str], list[str]]] = {}
     monkeypatch.setattr(definitions, "build_definitions", lambda home, as_of=None: object())
-    monkeypatch.setattr(runner, "stage_selections", lambda defs, train=True: STAGES)
+    monkeypatch.setattr(runner, "STAGES", STAGES)
 
-    def fake_run_stage(defs, instance, keys, name, job_name="daily_refresh"):
+    def fake_run_stage(defs, instance, job_name, name):
         ran.append(name)
         return outcomes.get(name, ([], []))
 
@@ -36,9 +38,9 @@ def test_all_stages_run_and_non_blocking_failures_are_reported(stages_run):
     ran, outcomes, workspace = stages_run
     outcomes["dbt build"] = (["mart_funnel_conversion:freshness"], [])
     outcome = runner.run_pipeline(workspace, quiet=True, retrain=True)
-    assert ran == [s[0] for s in STAGES]
+    assert ran == [s[1] for s in STAGES]
     assert outcome["checks_failed"] == ["mart_funnel_conversion:freshness"]
-    assert set(outcome["timings"]) == {s[0] for s in STAGES}
+    assert set(outcome["timings"]) == {s[1] for s in STAGES}
 
 
 def test_blocking_raw_check_stops_before_dbt(stages_run):
@@ -56,7 +58,7 @@ def test_failed_model_gate_does_not_stop_scoring(stages_run):
     gate = "win_model:model_quality_gate"
     outcomes["model training"] = ([gate], [gate])
     outcome = runner.run_pipeline(workspace, quiet=True, retrain=True)
-    assert ran == [s[0] for s in STAGES]
+    assert ran == [s[1] for s in STAGES]
     assert outcome["checks_failed"] == [gate]
 
 
@@ -65,10 +67,53 @@ def test_a_failing_step_is_one_line_naming_its_error_and_nothing_else_is_printed
     def broken_asset():
         raise ValueError("the export has no deals")
 
-    defs = dg.Definitions(assets=[broken_asset], jobs=[dg.define_asset_job("daily_refresh")],
+    defs = dg.Definitions(assets=[broken_asset], jobs=[dg.define_asset_job("ingest")],
                           executor=dg.in_process_executor)
     with pytest.raises(runner.PipelineError) as err:
-        runner.run_stage(defs, dg.DagsterInstance.ephemeral(), [dg.AssetKey("broken_asset")], "ingest")
+        runner.run_stage(defs, dg.DagsterInstance.ephemeral(), "ingest", "ingest")
     assert str(err.value) == "stage 'ingest' failed: broken_asset: ValueError: the export has no deals"
     out, printed = capsys.readouterr()
     assert out == "" and "Traceback" not in printed and "Stack Trace" not in printed and "ERROR" not in printed
+
+
+def test_without_training_the_model_stage_is_left_out():
+    assert [job for job, _ in runner.pipeline_stages(train=False)] == ["ingest", "transform", "score_and_forecast"]
+    assert [job for job, _ in runner.pipeline_stages(train=True)] == [
+        "ingest", "transform", "train_models", "score_and_forecast"]
+
+
+def test_the_stage_jobs_cover_the_whole_graph_once_and_compose_the_scheduled_jobs(tmp_path):
+    """Every asset is in exactly one stage job (a new asset whose group no stage selects fails
+    here), the runner runs those jobs in graph order, and daily_refresh/weekly_retrain are their unions."""
+    defs = definitions.build_definitions(str(tmp_path))
+    graph = defs.resolve_asset_graph()
+    everything = set(graph.get_all_asset_keys())
+    stage_keys = {job.name: set(defs.resolve_job_def(job.name).asset_layer.selected_asset_keys)
+                  for job in definitions.STAGE_JOBS}
+    assert [job for job, _ in runner.STAGES] == list(stage_keys)
+    assert set.union(*stage_keys.values()) == everything
+    assert sum(len(keys) for keys in stage_keys.values()) == len(everything)  # no asset in two stages
+    assert dg.AssetKey(["raw", "deals"]) in stage_keys["ingest"]
+    assert dg.AssetKey("fct_stage_transitions") in stage_keys["transform"]
+    assert {dg.AssetKey("win_model"), dg.AssetKey("forecast_backtest")} <= stage_keys["train_models"]
+    assert {dg.AssetKey("deal_scores"), dg.AssetKey("revenue_forecast"), dg.AssetKey("leadership_report")} \
+        <= stage_keys["score_and_forecast"]
+    # A stage reads only what earlier stages (or itself) make.
+    made: set = set()
+    for job, keys in stage_keys.items():
+        upstream = {parent for key in keys for parent in graph.get(key).parent_keys}
+        assert upstream <= made | keys, (job, upstream - made - keys)
+        made |= keys
+    daily = set(defs.resolve_job_def("daily_refresh").asset_layer.selected_asset_keys)
+    weekly = set(defs.resolve_job_def("weekly_retrain").asset_layer.selected_asset_keys)
+    assert daily == everything - stage_keys["train_models"]
+    assert weekly == stage_keys["train_models"] | {dg.AssetKey("deal_scores")}
+
+
+def test_the_workspace_instance_is_persistent_and_leaves_the_environment_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", "/somewhere/else")
+    workspace = Workspace(tmp_path / "home")
+    instance = runner.workspace_instance(workspace)
+    assert instance.is_persistent and instance.root_directory == str(workspace.dagster_home)
+    assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1  # its dagster.yaml
+    assert os.environ["DAGSTER_HOME"] == "/somewhere/else"

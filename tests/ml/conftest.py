@@ -7,10 +7,11 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from synthetic_company import canonical, company_frames
 
 from ml.features import build_training_examples
 from ml.survival import evaluate_time_to_close
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 END_DATE = date(2026, 6, 30)
 
@@ -18,7 +19,7 @@ END_DATE = date(2026, 6, 30)
 @pytest.fixture(scope="session")
 def company():
     """The demo simulator's company (6000 deals over 3 years), canonical frames plus truth."""
-    return canonical(company_frames(n_deals=6000, seed=1, end_date=END_DATE))
+    return ml_frames(simulate_company(n_deals=6000, seed=1, end_date=END_DATE))
 
 
 @pytest.fixture(scope="session")

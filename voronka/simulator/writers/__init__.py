@@ -1,0 +1,1 @@
+"""One writer per CRM (mirroring voronka/ingest/readers/); `voronka.simulator.native_writers` dispatches."""
