@@ -108,8 +108,9 @@ def test_no_quirk_is_the_plain_bitrix24_export(written):
     assert set(w.deals["STAGE_SEMANTIC_ID"]) == {"P", "S", "F"}
     assert set(w.deals["CURRENCY_ID"]) == {"RUB", "USD", "EUR"}
     assert set(w.history["OWNER_ID"].astype(str)) == set(w.deals.index)
-    flags = [c for c in w.truth.columns if c.startswith(("is_", "has_"))]
-    assert not w.truth[[c for c in flags if c != "is_deleted"] + ["is_deleted"]].to_numpy().any()
+    # is_closed_same_day describes a deal (the quirk adds a few), it is not a quirk
+    flags = [c for c in w.truth.columns if c.startswith(("is_", "has_")) and c != "is_closed_same_day"]
+    assert len(flags) == 8 and not w.truth[flags].to_numpy().any()
     assert (w.truth["outcome_expected"] == w.truth["outcome_true"]).all()
 
 
@@ -121,23 +122,28 @@ def test_date_only_close(written):
             ).sum() >= closed.sum() - len(w.flagged("is_closed_same_day"))
     assert w.flagged("is_close_date_only") == set(closed.index[closed])
     assert w.info["counts"]["date_only_close"] == int(closed.sum())
+    planned = set(w.messy.plan.index[w.messy.plan["same_day_close"]])
     same_day = w.flagged("is_closed_same_day")
-    assert len(same_day) >= 3 and w.info["counts"]["closed_same_day"] == len(same_day)
-    t = w.truth.set_index("native_id").loc[sorted(same_day)]
+    assert len(planned) >= 3 and planned <= same_day and w.info["counts"]["closed_same_day"] == len(same_day)
+    assert not base.flagged("is_closed_same_day") & planned  # without the quirk they close later
+    local = pd.Timedelta(hours=5)
+    t = w.truth.set_index("native_id")
+    days = (pd.to_datetime(t["close_date_local"]) - (pd.to_datetime(t["created_at"]) + local).dt.normalize()).dt.days
+    assert set(t.index[days == 0]) == same_day
+    t = t.loc[sorted(planned)]
     created, closed_at = pd.to_datetime(t["created_at"]), pd.to_datetime(t["closed_at"])
     assert (closed_at > created).all()
-    local = pd.Timedelta(hours=5)
     assert ((closed_at + local).dt.date == (created + local).dt.date).all()
     assert (t["outcome_true"] == "lost").all()
     # the day is the creation day in the export, and the stage history has the true close
     rows = w.deals.loc[sorted(same_day)]
     assert (rows["CLOSEDATE"].str[:10] == rows["DATE_CREATE"].str[:10]).all()
-    last = w.history[w.history["OWNER_ID"].astype(str).isin(same_day)].groupby("OWNER_ID").last()
+    last = w.history[w.history["OWNER_ID"].astype(str).isin(planned)].groupby("OWNER_ID").last()
     times = pd.to_datetime(last["CREATED_TIME"], utc=True).dt.tz_convert(None)
     assert sorted(times.to_numpy()) == sorted(closed_at.to_numpy())
     # nothing else changed: the close of the other deals, the last-change times of the same-day ones
     allowed = {(i, "CLOSEDATE") for i in closed.index[closed]} | {
-        (i, f) for i in same_day for f in ("DATE_MODIFY", "MOVED_TIME", "LAST_ACTIVITY_TIME")}
+        (i, f) for i in planned for f in ("DATE_MODIFY", "MOVED_TIME", "LAST_ACTIVITY_TIME")}
     assert _differences(base.deals, w.deals) <= allowed
 
 
