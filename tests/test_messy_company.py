@@ -277,7 +277,7 @@ def test_small_young(tmp_path):
 
 def test_deleted_deals(written):
     base, w = written(), written("deleted_deals")
-    deleted = w.flagged("is_deleted")
+    deleted = w.flagged("is_deleted_in_crm")
     assert len(deleted) >= 3 and w.info["counts"]["deleted_deals"] == len(deleted)
     earlier_file = [p for p in w.files if p.name.startswith("bitrix24_crm.deal.list.") and p.name != DEALS]
     assert len(earlier_file) == 1

@@ -368,7 +368,7 @@ def _truth(company: SimulatedCompany, plan: pd.DataFrame, exported: pd.DataFrame
         "current_stage_exported": np.where(unknown_stage != None, unknown_stage,  # noqa: E711
                                            last["current_stage"].to_numpy(object)),
         "unknown_stage": unknown_stage,
-        "is_deleted": deleted,
+        "is_deleted_in_crm": deleted,  # gone from the final export (raw.deals: missing_since_export)
         "in_final_export": in_final,
         "in_earlier_export": in_earlier,
         "created_at": d["created_at"].to_numpy(),
@@ -396,7 +396,7 @@ def _truth(company: SimulatedCompany, plan: pd.DataFrame, exported: pd.DataFrame
 _COUNTED = {
     "date_only_close": "is_close_date_only", "close_before_created": "is_closed_before_created",
     "created_missing": "is_created_at_missing", "lost_without_history": "has_no_history",
-    "fx_missing": "is_fx_missing", "deleted_deals": "is_deleted",
+    "fx_missing": "is_fx_missing", "deleted_deals": "is_deleted_in_crm",
 }
 
 
