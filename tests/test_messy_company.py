@@ -176,12 +176,14 @@ def test_unknown_closed_stage(written):
     assert w.deals.loc[sorted(won | lost), "STAGE_SEMANTIC_ID"].isna().all()
     assert (w.deals.loc[sorted(won | lost), "CLOSED"] == "Y").all()
     # truly won / lost; the warehouse should say won ('Выдано' is settled by a default) / unknown
-    assert (t.loc[sorted(won), "outcome_true"] == "won").all() and (t.loc[sorted(won), "outcome_expected"] == "won").all()
+    assert (t.loc[sorted(won), "outcome_true"] == "won").all()
+    assert (t.loc[sorted(won), "outcome_expected"] == "won").all()
     assert (t.loc[sorted(lost), "outcome_true"] == "lost").all()
     assert (t.loc[sorted(lost), "outcome_expected"] == "unknown").all()
     assert (t["outcome_expected"] == "unknown").sum() == len(lost)
     # the stage history's final move names the same stage, without a semantic
-    final = w.history[w.history["TYPE_ID"] == 3].set_index(w.history.loc[w.history["TYPE_ID"] == 3, "OWNER_ID"].astype(str))
+    final = w.history[w.history["TYPE_ID"] == 3]
+    final = final.set_index(final["OWNER_ID"].astype(str))
     assert set(final.index[final["STAGE_ID"].isin([UNKNOWN_WON_STAGE, UNKNOWN_LOST_STAGE])]) == won | lost
     assert final.loc[sorted(won | lost), "STAGE_SEMANTIC_ID"].isna().all()
     assert len(w.history) == len(base.history)
@@ -314,6 +316,15 @@ def test_every_quirk_at_once_keeps_every_deal(written):
     keys = pd.read_csv(w.truth_dir / "deal_keys.csv", dtype=str)
     assert set(keys["native_id"]) == ids and (keys["deal_key"] == "bitrix24:" + keys["native_id"]).all()
     assert len(pd.read_csv(w.truth_dir / "truth.csv")) == N
+
+
+def test_the_same_seed_writes_the_same_files(tmp_path):
+    a = Written(tmp_path / "a", ALL_QUIRKS, n_deals=300, years=0.5)
+    b = Written(tmp_path / "b", ALL_QUIRKS, n_deals=300, years=0.5)
+    assert [p.name for p in a.files] == [p.name for p in b.files]
+    for pa, pb in zip(a.files, b.files):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+    assert (a.truth_dir / "messy_deals.csv").read_bytes() == (b.truth_dir / "messy_deals.csv").read_bytes()
 
 
 def test_the_cli_help_lists_every_quirk(capsys):

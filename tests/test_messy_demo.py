@@ -22,7 +22,11 @@ import pytest
 
 from voronka.cli import main
 from voronka.config import Workspace
-from voronka.simulator.messy import MISSING_FX_CURRENCY, UNKNOWN_LOST_STAGE, UNKNOWN_WON_STAGE
+from voronka.simulator.messy import (
+    MISSING_FX_CURRENCY,
+    UNKNOWN_LOST_STAGE,
+    UNKNOWN_WON_STAGE,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +48,8 @@ def demo(tmp_path_factory):
                         parse_dates=["created_at", "closed_at", "closed_at_exported", "close_date_local"])
     info = json.loads((home / "truth" / "messy.json").read_text(encoding="utf-8"))
     con = duckdb.connect(str(workspace.warehouse), read_only=True) if workspace.warehouse.exists() else None
-    yield dict(code=code, out=out.getvalue(), err=err.getvalue(), truth=truth, info=info, con=con,
-               workspace=workspace)
+    yield {"code": code, "out": out.getvalue(), "err": err.getvalue(), "truth": truth, "info": info, "con": con,
+           "workspace": workspace}
     if con is not None:
         con.close()
 
@@ -75,6 +79,7 @@ def test_a_missing_fx_rate_is_named(demo):
     # H1: a failing check, an alert and a line naming the currency (never a silent null)
     text = demo["out"] + demo["err"]
     assert MISSING_FX_CURRENCY in text
+    assert "Checks that did not pass:" in demo["err"]
     alerts = demo["workspace"].alerts / "alerts.jsonl"
     assert alerts.exists() and MISSING_FX_CURRENCY in alerts.read_text(encoding="utf-8")
 
@@ -190,6 +195,23 @@ def test_the_funnel_counts_every_lost_deal_including_those_without_history(demo)
     got = funnel.set_index("pipeline")["lost"].astype(int).to_dict()
     want = kept[kept["outcome_expected"] == "lost"].groupby("pipeline").size().to_dict()
     assert got == want
+
+
+def test_the_funnel_shows_closed_deals_with_an_unknown_outcome(demo):
+    # the contract names no column: a count whose name says 'unknown', or a row whose stage does
+    con, truth = demo["con"], demo["truth"]
+    want = truth[truth["outcome_expected"] == "unknown"].groupby("pipeline").size().to_dict()
+    assert sum(want.values()) >= 3
+    funnel = _df(con, "select * from main.mart_funnel_conversion")
+    numeric = [c for c in funnel.columns if pd.api.types.is_numeric_dtype(funnel[c])]
+    candidates = []
+    for col in [c for c in numeric if "unknown" in c.lower()]:
+        per = funnel.groupby("pipeline")[col]
+        candidates += [per.max().astype(int).to_dict(), per.sum().astype(int).to_dict()]
+    rows = funnel[funnel["stage"].astype(str).str.contains("outcome unknown", case=False)]
+    for col in numeric:
+        candidates.append(rows.groupby("pipeline")[col].sum().astype(int).to_dict())
+    assert want in candidates, (want, list(funnel.columns))
 
 
 def test_won_and_lost_deals_in_the_facts(demo):

@@ -35,7 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voronka.simulator.company import DEFAULT_END_DATE, SimulatedCompany, simulate_company
+from voronka.simulator.company import (
+    DEFAULT_END_DATE,
+    SimulatedCompany,
+    simulate_company,
+)
 from voronka.simulator.native_writers import EXPORT_TIMEZONES, write_native
 
 MESSY_CRM = "bitrix24"
@@ -168,7 +172,7 @@ def simulate_messy(n_deals: int | None = None, seed: int = 42, end_date: date = 
 def _pick(seed: int, stream: int, candidates: np.ndarray, share: float, minimum: int) -> np.ndarray:
     """A boolean mask: round(share x candidates) of them (at least `minimum`, at most all)."""
     idx = np.flatnonzero(candidates)
-    k = min(len(idx), max(minimum, int(round(share * len(idx)))))
+    k = min(len(idx), max(minimum, round(share * len(idx))))
     chosen = np.zeros(len(candidates), bool)
     if k:
         chosen[np.random.default_rng([seed, 9000 + stream]).choice(idx, size=k, replace=False)] = True
@@ -365,7 +369,7 @@ def _truth(company: SimulatedCompany, plan: pd.DataFrame, exported: pd.DataFrame
         "pipeline": d["pipeline"].to_numpy(object),
         "outcome_true": d["outcome"].to_numpy(object),
         "outcome_expected": expected,
-        "current_stage_exported": np.where(unknown_stage != None, unknown_stage,  # noqa: E711
+        "current_stage_exported": np.where(unknown_stage != None, unknown_stage,
                                            last["current_stage"].to_numpy(object)),
         "unknown_stage": unknown_stage,
         "is_deleted_in_crm": deleted,  # gone from the final export (raw.deals: missing_since_export)
