@@ -299,7 +299,7 @@ def cmd_demo(args) -> int:
             quirks = parse_quirks(getattr(args, "messy_quirks", None))
         except ValueError as err:
             raise UserError(f"--messy-quirks: {err}") from None
-        if getattr(args, "crm", None) not in (None, MESSY_CRM):
+        if getattr(args, "crm", None) not in (None, "canonical", MESSY_CRM):  # canonical: the default
             raise UserError(f"--messy writes a {MESSY_CRM} export (the CRM where these quirks occur): "
                             "leave out --crm")
         crm = MESSY_CRM
@@ -760,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deals to simulate (default 5000; 300 with --messy's small_young quirk)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--end-date", help="last day of the simulated history (default: today)")
-    p.add_argument("--crm", default=None,
+    p.add_argument("--crm", default="canonical",
                    choices=["canonical", "amocrm", "bitrix24", "hubspot", "salesforce", "pipedrive"],
                    help="write the demo company as this CRM exports it (default: Voronka's canonical "
                         "CSVs); sets the workspace timezone to the export's")
