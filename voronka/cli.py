@@ -285,13 +285,38 @@ def cmd_demo(args) -> int:
     from voronka.simulator.company import simulate_company
     from voronka.simulator.native_writers import EXPORT_TIMEZONES, write_native
 
+    messy = bool(getattr(args, "messy", False) or getattr(args, "messy_quirks", None) is not None)
     crm = getattr(args, "crm", None) or "canonical"
+    if messy:
+        from voronka.simulator.messy import (
+            MESSY_CRM,
+            parse_quirks,
+            simulate_messy,
+            write_messy,
+        )
+
+        try:
+            quirks = parse_quirks(getattr(args, "messy_quirks", None))
+        except ValueError as err:
+            raise UserError(f"--messy-quirks: {err}") from None
+        if getattr(args, "crm", None) not in (None, "canonical", MESSY_CRM):  # canonical: the default
+            raise UserError(f"--messy writes a {MESSY_CRM} export (the CRM where these quirks occur): "
+                            "leave out --crm")
+        crm = MESSY_CRM
     workspace = resolve_workspace(args.workspace).create()
     end_date = _parse_date(args.end_date, "--end-date") if args.end_date else datetime.utcnow().date()
-    _progress(f"Simulating a demo company: {args.deals:,} deals, seed {args.seed}, up to {end_date} ...", args.quiet)
-    company = simulate_company(n_deals=args.deals, seed=args.seed, end_date=end_date)
     before = {p.name for p in workspace.inbox.iterdir() if p.is_file() and not p.name.startswith(".")}
-    written = write_native(company, workspace.inbox, crm, workspace.home / "truth")
+    if messy:
+        company = simulate_messy(n_deals=args.deals, seed=args.seed, end_date=end_date, quirks=quirks)
+        _progress(f"Simulated a messy company: {len(company.company.deals):,} deals, seed {args.seed}, "
+                  f"up to {end_date}, quirks: {', '.join(quirks) or 'none'} ...", args.quiet)
+        written = write_messy(company, workspace.inbox, workspace.home / "truth")
+    else:
+        n_deals = args.deals if args.deals is not None else 5000
+        _progress(f"Simulating a demo company: {n_deals:,} deals, seed {args.seed}, up to {end_date} ...",
+                  args.quiet)
+        company = simulate_company(n_deals=n_deals, seed=args.seed, end_date=end_date)
+        written = write_native(company, workspace.inbox, crm, workspace.home / "truth")
     _progress(f"Wrote {len(written)} {crm} export files to {workspace.inbox}", args.quiet)
     others = sorted(before - {p.name for p in written})
     if others:
@@ -731,13 +756,25 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("demo", "simulate a demo company into the workspace inbox and run everything", cmd_demo)
-    p.add_argument("--deals", type=int, default=5000)
+    p.add_argument("--deals", type=int, default=None,
+                   help="deals to simulate (default 5000; 300 with --messy's small_young quirk)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--end-date", help="last day of the simulated history (default: today)")
     p.add_argument("--crm", default="canonical",
                    choices=["canonical", "amocrm", "bitrix24", "hubspot", "salesforce", "pipedrive"],
                    help="write the demo company as this CRM exports it (default: Voronka's canonical "
                         "CSVs); sets the workspace timezone to the export's")
+    p.add_argument("--messy", action="store_true",
+                   help="a messy company: a Bitrix24 export with the quirks of real exports (date-only and "
+                        "impossible close dates, unknown closed stages, missing creation dates, history and "
+                        "amounts, no targets, a currency without FX rates, a CRM probability, a small young "
+                        "org, deleted deals); truth in <workspace>/truth (docs/simulator.md)")
+    p.add_argument("--messy-quirks", metavar="QUIRKS",
+                   help="with --messy (implies it): which quirks, 'all' (default), 'none', 'a,b' or "
+                        "'-a,-b' (all but those): "
+                        "date_only_close, close_before_created, unknown_closed_stage, created_missing, "
+                        "lost_without_history, amount_gaps, no_targets, fx_missing, crm_probability, "
+                        "small_young, deleted_deals")
     p.add_argument("--fail-on-check", action="store_true", help="exit 2 when a check fails")
     p = add("run", "load what is new in the inbox and build everything downstream", cmd_run)
     p.add_argument("--as-of", help="analyse as of this date (default: the newest data)")
@@ -796,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo" and args.deals < 10:
+    if args.command == "demo" and args.deals is not None and args.deals < 10:
         print("voronka: error: --deals must be at least 10", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
