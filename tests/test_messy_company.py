@@ -20,8 +20,8 @@ from voronka.simulator.messy import (
     UNKNOWN_WON_STAGE,
     parse_quirks,
     simulate_messy,
-    write_messy,
 )
+from voronka.simulator.messy_export import write_messy
 
 END = date(2026, 5, 20)
 N, YEARS, SEED = 700, 1.0, 7

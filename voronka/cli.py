@@ -288,12 +288,8 @@ def cmd_demo(args) -> int:
     messy = bool(getattr(args, "messy", False) or getattr(args, "messy_quirks", None) is not None)
     crm = getattr(args, "crm", None) or "canonical"
     if messy:
-        from voronka.simulator.messy import (
-            MESSY_CRM,
-            parse_quirks,
-            simulate_messy,
-            write_messy,
-        )
+        from voronka.simulator.messy import MESSY_CRM, parse_quirks, simulate_messy
+        from voronka.simulator.messy_export import write_messy
 
         try:
             quirks = parse_quirks(getattr(args, "messy_quirks", None))

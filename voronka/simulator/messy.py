@@ -9,28 +9,22 @@ STAGE_SEMANTIC_ID, stage history is missing for older deals, PROBABILITY is a pe
 deleted deals vanish from the next `crm.deal.list`.
 
     messy = simulate_messy(seed=42, end_date=date(2026, 5, 20))      # every quirk
-    files = write_messy(messy, workspace / "inbox", workspace / "truth")
+    files = write_messy(messy, workspace / "inbox", workspace / "truth")   # messy_export.py
 
 The truth folder gets, besides what `write_native` writes (truth.csv of every deal, deleted ones
 included; deal_keys.csv; params.json; export.json), `messy_deals.csv` (one row per simulated deal:
 its quirks, its true values and what the export says) and `messy.json` (the quirks that are on,
 how many deals each touched, the files). docs/simulator.md ("The messy company") has the table.
 
-A plain library like the rest of the simulator: no Dagster, no clock; the writer only rewrites
+A plain library like the rest of the simulator: no Dagster, no clock; the writer (messy_export.py) only rewrites
 the JSON files `write_native` wrote (voronka/simulator/native_writers.py is not changed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,7 +34,7 @@ from voronka.simulator.company import (
     SimulatedCompany,
     simulate_company,
 )
-from voronka.simulator.native_writers import EXPORT_TIMEZONES, write_native
+from voronka.simulator.native_writers import EXPORT_TIMEZONES
 
 MESSY_CRM = "bitrix24"
 # name -> what it does (the CLI and the docs list these)
@@ -302,7 +296,7 @@ def _as_of(company: SimulatedCompany, cut: pd.Timestamp) -> SimulatedCompany:
                                truth=company.truth[company.truth["native_id"].isin(ids)].reset_index(drop=True))
 
 
-def _probabilities(deals: pd.DataFrame, company: SimulatedCompany, plan: pd.DataFrame, on: set) -> pd.Series:
+def crm_probabilities(deals: pd.DataFrame, company: SimulatedCompany, plan: pd.DataFrame, on: set) -> pd.Series:
     """PROBABILITY (percent) per deal of an export, by native_id: the stage's default, or for a third
     of the deals the manager's own estimate (the stage's log-odds moved by what the manager knows of
     the deal); 100 won, 0 lost, none in a stage with no semantic."""
@@ -362,7 +356,7 @@ def _truth(company: SimulatedCompany, plan: pd.DataFrame, exported: pd.DataFrame
     amount_empty = ("amount_gaps" in on) & p["amount_empty"].to_numpy(bool) & (outcome_export == "open")
     amount_exported = x["amount"].to_numpy(float).copy()
     amount_exported[amount_empty] = np.nan
-    probability = _probabilities(last_deals, company, plan, on).to_numpy(float)
+    probability = crm_probabilities(last_deals, company, plan, on).to_numpy(float)
     return pd.DataFrame({
         "native_id": ids,
         "deal_key": MESSY_CRM + ":" + pd.Series(ids, dtype=object),
@@ -417,128 +411,3 @@ def _counts(deals: pd.DataFrame, on: set) -> dict:
     if "crm_probability" in on:
         counts["crm_probability"] = int(deals["crm_probability"].notna().sum())
     return counts
-
-
-# ---------------------------------------------------------------------------- files
-
-def write_messy(messy: MessyCompany, inbox: Path, truth_dir: Path) -> list[Path]:
-    """Write the messy company's Bitrix24 export into `inbox` and its truth into `truth_dir`.
-    Returns the inbox files (the earlier deals export, if any, before the final one)."""
-    from voronka.simulator.canonical_writer import write_csv
-
-    inbox, truth_dir = Path(inbox), Path(truth_dir)
-    on = set(messy.quirks)
-    written = write_native(messy.final, inbox, MESSY_CRM, truth_dir)
-    deal_list = inbox / "bitrix24_crm.deal.list.json"
-    _patch_deals(deal_list, messy.final, messy, on)
-    _patch_history(inbox / "bitrix24_crm.stagehistory.list.json", messy, on)
-    if messy.earlier is not None:
-        with tempfile.TemporaryDirectory(prefix=".voronka-messy-", dir=inbox.parent) as tmp:
-            tmp_inbox = Path(tmp) / "inbox"
-            write_native(messy.earlier, tmp_inbox, MESSY_CRM, Path(tmp) / "truth")
-            source = tmp_inbox / deal_list.name
-            _patch_deals(source, messy.earlier, messy, on)
-            target = inbox / f"bitrix24_crm.deal.list.{messy.earlier_cut:%Y-%m-%d}.json"
-            shutil.move(str(source), str(target))
-            # older than the final export on disk too
-            stamp = deal_list.stat().st_mtime - 60
-            os.utime(target, (stamp, stamp))
-        written.insert(written.index(deal_list), target)
-    if "no_targets" in on:
-        (inbox / "targets.csv").unlink(missing_ok=True)
-        written = [p for p in written if p.name != "targets.csv"]
-
-    import duckdb
-
-    con = duckdb.connect()
-    try:  # every deal, deleted ones included
-        write_csv(con, messy.company.truth, list(messy.company.truth.columns), truth_dir / "truth.csv")
-        keys = messy.deals[["native_id", "deal_key"]]
-        write_csv(con, keys, ["native_id", "deal_key"], truth_dir / "deal_keys.csv")
-    finally:
-        con.close()
-    _write_text(truth_dir / "messy_deals.csv", messy.deals.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S"))
-    _write_text(truth_dir / "messy.json", json.dumps({**messy.params, "files": [p.name for p in written]},
-                                                     ensure_ascii=False, indent=2) + "\n")
-    export = json.loads((truth_dir / "export.json").read_text(encoding="utf-8"))
-    export["files"] = [p.name for p in written]
-    _write_text(truth_dir / "export.json", json.dumps(export, ensure_ascii=False) + "\n")
-    return written
-
-
-def _patch_deals(path: Path, company: SimulatedCompany, messy: MessyCompany, on: set) -> None:
-    """The quirks a deals frame cannot carry, written into a crm.deal.list file."""
-    plan = messy.plan
-    probability = _probabilities(company.deals, messy.company, plan, on)
-    pages, items = _read_pages(path)
-    for rec in items:
-        native = str(rec["ID"])
-        p = plan.loc[native]
-        closed = rec.get("CLOSED") == "Y"
-        if "date_only_close" in on and closed and rec.get("CLOSEDATE"):
-            rec["CLOSEDATE"] = rec["CLOSEDATE"][:10] + "T00:00:00" + rec["CLOSEDATE"][19:]
-        if "created_missing" in on and p["created_missing"]:
-            rec["DATE_CREATE"] = None
-            rec["BEGINDATE"] = None
-        if "amount_gaps" in on and p["amount_empty"] and not closed:
-            rec["OPPORTUNITY"] = ""
-        if "unknown_closed_stage" in on and closed and (p["unknown_won"] or p["unknown_lost"]):
-            rec["STAGE_ID"] = UNKNOWN_WON_STAGE if p["unknown_won"] else UNKNOWN_LOST_STAGE
-            rec["STAGE_SEMANTIC_ID"] = None
-        if "crm_probability" in on:
-            value = probability.get(native)
-            rec["PROBABILITY"] = None if value is None or math.isnan(value) else str(int(value))
-    _write_pages(path, pages, items, lambda page, chunk: {**page, "result": chunk})
-
-
-def _patch_history(path: Path, messy: MessyCompany, on: set) -> None:
-    """Stage history: none for the lost deals without history; the custom final stage's id."""
-    plan = messy.plan
-    no_history = set(plan.index[plan["no_history"]]) if "lost_without_history" in on else set()
-    won = set(plan.index[plan["unknown_won"]]) if "unknown_closed_stage" in on else set()
-    lost = set(plan.index[plan["unknown_lost"]]) if "unknown_closed_stage" in on else set()
-    pages, items = _read_pages(path, ("result", "items"))
-    kept = []
-    for rec in items:
-        owner = str(rec["OWNER_ID"])
-        if owner in no_history:
-            continue
-        if int(rec["TYPE_ID"]) == 3 and owner in won | lost:
-            rec["STAGE_ID"] = UNKNOWN_WON_STAGE if owner in won else UNKNOWN_LOST_STAGE
-            rec["STAGE_SEMANTIC_ID"] = None
-        kept.append(rec)
-    _write_pages(path, pages, kept, lambda page, chunk: {**page, "result": {"items": chunk}})
-
-
-def _read_pages(path: Path, items_at: tuple = ("result",)) -> tuple[list, list]:
-    """A file of API responses (a JSON list of pages) and all its items, in order."""
-    pages = json.loads(path.read_text(encoding="utf-8"))
-    items = []
-    for page in pages:
-        node = page
-        for key in items_at:
-            node = node[key]
-        items.extend(node)
-    return pages, items
-
-
-def _write_pages(path: Path, pages: list, items: list, wrap) -> None:
-    """The items again as pages of PAGE_SIZE, with `next` and `total` as the API gives them."""
-    template = {k: v for k, v in pages[0].items() if k not in ("next", "total", "time")} if pages else {}
-    out = []
-    bounds = list(range(0, len(items), PAGE_SIZE)) or [0]
-    for lo in bounds:
-        page = wrap(template, items[lo:lo + PAGE_SIZE])
-        if lo + PAGE_SIZE < len(items):
-            page["next"] = lo + PAGE_SIZE
-        page["total"] = len(items)
-        page["time"] = _TIME_BLOCK
-        out.append(page)
-    text = "[\n" + ",\n".join(json.dumps(page, ensure_ascii=False, separators=(",", ":")) for page in out) + "\n]\n"
-    _write_text(path, text)
-
-
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
