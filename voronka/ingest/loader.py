@@ -222,6 +222,7 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 flagged["outcome_unknown"] = int(frame["outcome"].eq("unknown").sum())
         snapshot = _record_snapshots(con, export_file, export, kept.get("deals"))
         derived = _rebuild_from_snapshots(con, kept, snapshot)
+        _created_from_first_events(con)
         rows_quarantined = sum(1 for q in quarantined if not q.get("derived"))
         rows_loaded = loaded_counts.get(export.primary_table, 0)
         if export.rows_read != rows_loaded + rows_quarantined:
@@ -308,6 +309,21 @@ def _with_row_flags(con: duckdb.DuckDBPyConnection, deals: pd.DataFrame, frames:
     for name in ROW_FLAG_NAMES:
         deals[name] = deals[name].fillna(False).astype(bool)
     return deals
+
+
+def _created_from_first_events(con: duckdb.DuckDBPyConnection) -> None:
+    """A deal whose created_at was filled (is_created_at_missing) moves it back to its first stage
+    event when a history loaded after the deal has an earlier one."""
+    con.execute("""
+        update raw.deals set created_at = e.first_at
+        from (
+            select deal_key, min(entered_at) as first_at from raw.stage_events
+            where deal_key in (select deal_key from raw.deals where is_created_at_missing)
+            group by deal_key
+        ) e
+        where raw.deals.deal_key = e.deal_key and raw.deals.is_created_at_missing
+            and e.first_at < raw.deals.created_at
+    """).fetchall()
 
 
 def resettle_unknown_outcomes(con: duckdb.DuckDBPyConnection, rules: dict) -> int:
