@@ -352,30 +352,41 @@ def deals_frame(source_system: str, rows: Rows, **values) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-# A time of day in a date/time text; a trailing UTC offset after one (not the "-05" of a date).
-_TIME_OF_DAY = re.compile(r"\d:\d\d")
-_EXCEL_TIME = re.compile(r"^\d{4,5}[.,]\d*[1-9]")
-_OFFSET_AFTER_TIME = re.compile(r"(?<=\d:\d\d)(?::\d\d(?:[.,]\d+)?)?\s*(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$")
-_UTC_OFFSETS = {"z", "utc", "gmt", "+00", "+0000", "+00:00", "-00", "-0000", "-00:00"}
+# A time of day in a date/time text; an Excel serial with a fraction of a day; a numeric UTC
+# offset after a time of day (not the "-05" of a date).
+_TIME_OF_DAY = r"\d:\d\d"
+_EXCEL_TIME = r"^\d{4,5}[.,]\d*[1-9]"
+_NUMERIC_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?P<sign>[+-])(?P<hh>\d{2}):?(?P<mm>\d{2})?$"
 
 
 def wall_clock(text: pd.Series, parsed: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
-    """(local wall-clock time, has no time of day) of parsed date/time texts, in the source's zone.
+    """(local wall-clock time, given as a date) of parsed date/time texts, in the source's zone.
 
     A text with an explicit non-UTC offset ('2021-05-08T00:00:00+03:00', Bitrix24) is local in
-    that offset; a date without a time is that date; any other value (naive local, or UTC such as
-    Salesforce's CreatedDate) is its instant seen in `tz` (the readers read local texts in it).
-    Local midnight counts as a date without a time."""
-    text = text.reindex(parsed.index).fillna("").astype(str).str.strip()
+    that offset; any other value (naive local, a date, or UTC such as Salesforce's CreatedDate)
+    is its instant seen in `tz` (the readers read local texts in it). A date without a time, or a
+    local midnight, counts as a date. Arrow string kernels: about a second per million values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = parsed.index
     parsed = pd.to_datetime(parsed)
-    no_time = ~text.str.contains(_TIME_OF_DAY) & ~text.str.match(_EXCEL_TIME)
-    offset = text.str.extract(_OFFSET_AFTER_TIME)[0]
-    local_offset = offset.notna() & ~offset.fillna("").str.casefold().str.replace(" ", "").isin(_UTC_OFFSETS)
-    wall = pd.Series(parsed.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).to_numpy(),
-                     index=parsed.index)
-    if local_offset.any():
-        own, _ = textfile.parse_timestamps(text[local_offset].str.replace(_OFFSET_AFTER_TIME, "", regex=True), "UTC")
-        wall[local_offset] = own.where(own.notna(), wall[local_offset])
+    arr = pa.array(text.reindex(index).astype(object).where(text.reindex(index).notna(), "").to_numpy(),
+                   type=pa.string())
+    has_time = pc.match_substring_regex(arr, _TIME_OF_DAY).to_numpy(zero_copy_only=False)
+    excel_time = pc.match_substring_regex(arr, _EXCEL_TIME).to_numpy(zero_copy_only=False)
+    no_time = pd.Series(~has_time & ~excel_time, index=index)
+    wall = pd.Series(parsed.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).to_numpy(), index=index)
+    offset = pc.extract_regex(arr, _NUMERIC_OFFSET)
+    found = pc.is_valid(offset).to_numpy(zero_copy_only=False)
+    if found.any():
+        sign = np.where(pc.struct_field(offset, "sign").to_numpy(zero_copy_only=False) == "-", -1, 1)
+        hours = pd.to_numeric(pd.Series(pc.struct_field(offset, "hh").to_numpy(zero_copy_only=False)), errors="coerce")
+        minutes = pd.to_numeric(pd.Series(pc.struct_field(offset, "mm").to_numpy(zero_copy_only=False)),
+                                errors="coerce").fillna(0)
+        shift = pd.to_timedelta((sign * (hours.fillna(0) * 60 + minutes)).to_numpy(), unit="m")
+        local = found & (shift != pd.Timedelta(0))
+        wall[local] = (parsed + pd.Series(shift, index=index))[local]
     date_only = parsed.notna() & (no_time | (wall == wall.dt.normalize()))
     return wall, date_only
 
