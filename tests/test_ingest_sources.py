@@ -179,3 +179,32 @@ def test_a_stage_history_mapping_may_give_the_stage_as_a_constant(tmp_path):
                                      "columns: {native_id: deal, entered_at: when}\n")
     with pytest.raises(MappingError, match="required field 'stage'"):
         read_export(tmp_path / "won.csv", mapping=tmp_path / "m.yaml")
+
+
+@pytest.mark.parametrize("text,words", [
+    ("sources: {pattern: a}\n", "sources must be a list"),
+    ("sources:\n  - {pattern: 'a*.csv'}\n", "sources entry 1 must be"),
+    ("stage_outcomes: {'*': {Выдано: maybe}}\n", "stage_outcomes.*.Выдано: 'maybe' is not won, lost or open"),
+    ("stage_outcomes: [Выдано]\n", "stage_outcomes must map pipelines"),
+    ("max_quarantined_share: 5\n", "max_quarantined_share must be between 0 and 1"),
+])
+def test_ingest_settings_mistakes_are_one_line(tmp_path, text, words):
+    from voronka.errors import ConfigError
+
+    ws = resolve_workspace(tmp_path).create()
+    ws.config_path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=words.replace("*", r"\*").replace("(", r"\(")):
+        ws.config()
+
+
+def test_ingest_settings_are_read(tmp_path):
+    ws = resolve_workspace(tmp_path).create()
+    ws.config_path.write_text("sources:\n  - {pattern: 'leads_*.csv', mapping: maps/leads.yaml}\n"
+                              "stage_outcomes: {Лизинг: {Отложенные: Lost}}\nmax_quarantined_share: 0.1\n",
+                              encoding="utf-8")
+    config = ws.config()
+    assert ws.sources() == (("leads_*.csv", tmp_path.resolve() / "maps" / "leads.yaml"),)
+    assert config.stage_outcomes == {"Лизинг": {"отложенные": "lost"}}
+    assert config.max_quarantined_share == 0.1
+    # The default voronka.yaml (comments included) stays valid.
+    assert resolve_workspace(tmp_path / "fresh").create().config().sources == ()
