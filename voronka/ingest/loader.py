@@ -261,7 +261,7 @@ def _top_reasons(quarantined: list[dict], n: int = 3) -> list[tuple[str, int]]:
     the rows whose created_at did not parse), most rows first."""
     counts: dict[str, int] = {}
     for q in quarantined:
-        general = re.sub(r" '[^']*'(?= \(column)", "", str(q["reason"]))
+        general = re.sub(r" '[^']*'(?= \((?:column|first seen))", "", str(q["reason"]))
         general = re.sub(r"\(first seen in row \d+\).*", "", general).strip()
         counts[general] = counts.get(general, 0) + 1
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
