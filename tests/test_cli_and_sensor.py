@@ -25,7 +25,7 @@ def test_ingest_prints_the_per_file_summary_and_a_line_per_refused_file(tmp_path
     assert code == 1
     rows = json.loads(out)
     assert rows == [{"file": "stages.csv", "source_system": "canonical", "rows_read": 3, "rows_loaded": 3,
-                     "rows_quarantined": 0, "deals": 0, "stage_events": 0, "stage_events_derived": 0,
+                     "rows_quarantined": 0, "flagged": None, "deals": 0, "stage_events": 0, "stage_events_derived": 0,
                      "deals_missing": 0, "deals_deleted": 0}]
     refused = [line for line in err.splitlines() if "refused" in line]
     assert len(refused) == 1 and "notes.csv" in refused[0]

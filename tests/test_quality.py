@@ -25,6 +25,7 @@ STAGES = [  # pipeline, stage, stage_order, kind, crm_probability
     ("Sales", "Proposal", 2, "open", 0.5),
     ("Sales", "Won", 3, "won", 1.0),
     ("Sales", "Lost", 4, "lost", 0.0),
+    ("Sales", "Issued", 5, "unknown", None),  # a closed stage of unknown outcome
 ]
 
 
@@ -49,6 +50,15 @@ CLEAN_DEALS = [
     deal("crm:2", "Won", "won", 200, closed="2026-02-01 12:00:00"),
     deal("crm:3", "Lost", "lost", 0, closed="2026-02-02 12:00:00"),
     deal("crm:4", "Proposal", amount=None, currency=None),
+    # What the loader keeps and flags instead of quarantining (issue 13): a close on an earlier
+    # day than the creation, a close seconds before it on the same day, a closed deal of unknown
+    # outcome (in an open stage, and in a stage of unknown kind), a filled-in creation date.
+    deal("crm:5", "Lost", "lost", 0, created="2026-01-05 10:00:00", closed="2026-01-03 00:00:00",
+         is_closed_before_created=True, is_close_date_only=True),
+    deal("crm:6", "Won", "won", 10, created="2026-01-05 13:32:57", closed="2026-01-05 13:32:00"),
+    deal("crm:7", "Proposal", "unknown", 10, closed="2026-02-03 00:00:00"),
+    deal("crm:8", "Issued", "unknown", 10, closed="2026-02-03 00:00:00"),
+    deal("crm:9", "New", created="2026-02-01 00:00:00", is_created_at_missing=True),
 ]
 CLEAN_EVENTS = [
     event("e1", "crm:1"),
@@ -177,7 +187,7 @@ def test_the_suites_results_add_up(outcomes):
 def test_deleted_deals_are_not_checked(tmp_path):
     # A deal the CRM deleted is out of the marts, so its defects do not block them.
     con = duckdb.connect()
-    write_tables(con, CLEAN_DEALS + [deal("crm:9", amount=-1, is_deleted=True)], CLEAN_EVENTS, STAGES)
+    write_tables(con, CLEAN_DEALS + [deal("crm:99", amount=-1, is_deleted=True)], CLEAN_EVENTS, STAGES)
     [integrity] = [r for r in validate(con, tables=["deals"]) if r.suite == "deals_integrity"]
     assert integrity.success and integrity.rows_checked == len(CLEAN_DEALS)
 

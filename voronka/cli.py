@@ -32,8 +32,11 @@ COVERAGE_KEYS = ["period", "pipeline", "target", "booked", "open_pipeline", "cov
                  "required_coverage", "status"]
 # stage_events_derived: events Voronka derived (from snapshots, or a history's creation events);
 # deals_missing / deals_deleted: deals a full export no longer carries / marks deleted or merged.
-INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quarantined", "deals",
+# flagged: deals loaded with a flag instead of quarantined (is_close_date_only, ...; by flag).
+INGEST_KEYS = ["file", "source_system", "rows_read", "rows_loaded", "rows_quarantined", "flagged", "deals",
                "stage_events", "stage_events_derived", "deals_missing", "deals_deleted"]
+QUARANTINE_KEYS = ["export_file", "row_number", "reason", "raw_row"]
+_CONTROL = str.maketrans({c: " " for c in [*map(chr, range(0, 32)), "\x7f"]})
 PERCENT_KEYS = {"step_conversion", "cumulative_conversion", "p_win", "p_win_baseline",
                 "p_close_this_period", "p_close_next_period", "prob_hit_target", "drop_off", "win_rate",
                 "wape", "wape_mean", "bias", "interval_coverage"}
@@ -333,8 +336,10 @@ def cmd_demo(args) -> int:
         run_pipeline,  # Dagster: only the commands that run the graph
     )
 
-    outcome = run_pipeline(workspace, quiet=args.quiet, retrain=True)
+    outcome = _run_reporting_ingest(workspace, lambda: run_pipeline(workspace, quiet=args.quiet, retrain=True))
     _print_summary(workspace, args.format)
+    if _print_ingest_problems(workspace):
+        return EXIT_USER_ERROR
     return _exit_for_checks(outcome, args)
 
 
@@ -345,17 +350,46 @@ def cmd_run(args) -> int:
         run_pipeline,  # Dagster: only the commands that run the graph
     )
 
-    outcome = run_pipeline(workspace, as_of=as_of, quiet=args.quiet, retrain=args.retrain)
+    outcome = _run_reporting_ingest(workspace, lambda: run_pipeline(workspace, as_of=as_of, quiet=args.quiet,
+                                                                    retrain=args.retrain))
     _print_summary(workspace, args.format)
+    if _print_ingest_problems(workspace):
+        return EXIT_USER_ERROR
     return _exit_for_checks(outcome, args)
+
+
+def _run_reporting_ingest(workspace: Workspace, run):
+    """Run the pipeline; if a later stage fails, the inbox files refused or mostly quarantined are
+    said first (they are often why)."""
+    from voronka.ingest.summary import SUMMARY_FILE
+
+    (workspace.home / "logs" / SUMMARY_FILE).unlink(missing_ok=True)  # this run's, not a stale one
+    try:
+        return run()
+    except PipelineError:
+        _print_ingest_problems(workspace)
+        raise
+
+
+def _print_ingest_problems(workspace: Workspace) -> bool:
+    """The ingest asset's problem lines (refused inbox files, files above the quarantine limit),
+    one line each on stderr; True when there were any."""
+    from voronka.ingest.summary import read_summary
+
+    summary = read_summary(workspace.home / "logs") or {}
+    for line in summary.get("problems", []):
+        print(f"voronka: {line}", file=sys.stderr)
+    return bool(summary.get("problems"))
 
 
 def cmd_ingest(args) -> int:
     import duckdb
 
     from voronka.ingest.loader import load_files
+    from voronka.ingest.summary import problem_lines
 
     workspace = resolve_workspace(args.workspace).create()
+    config = workspace.config()
     targets = []
     for raw in args.paths:
         path = Path(raw)
@@ -370,17 +404,125 @@ def cmd_ingest(args) -> int:
         with progress.shown(args.quiet), progress.task("ingest", total=2 * len(targets)) as bar:
             results = load_files(con, targets, source=args.source, progress=bar.message,
                                  mapping=Path(args.mapping) if args.mapping else None,
-                                 timezone=args.timezone or workspace.config().timezone,
-                                 currency=args.currency)
+                                 timezone=args.timezone or config.timezone,
+                                 currency=args.currency, sources=workspace.sources(),
+                                 stage_outcomes=config.stage_outcomes)
     finally:
         con.close()
     for r in results:
-        if r.status == "refused":
-            print(f"voronka: refused {r.message}", file=sys.stderr)
-        elif r.status == "already_loaded":
+        if r.status == "already_loaded":
             _progress(f"{r.file}: already loaded (same content), nothing to do", args.quiet)
-    print(render([r.as_dict() for r in results if r.status == "loaded"], INGEST_KEYS, args.format))
-    return EXIT_USER_ERROR if any(r.status == "refused" for r in results) else EXIT_OK
+    rows = [{**r.as_dict(), "flagged": r.flagged_text() or None} for r in results if r.status == "loaded"]
+    print(render(rows, INGEST_KEYS, args.format))
+    if args.mapping and any(r.status == "loaded" for r in results):
+        _remember_source(workspace, Path(args.mapping), [t.name for t in targets], args.quiet)
+    problems = problem_lines(results, config.max_quarantined_share)
+    for line in problems:
+        print(f"voronka: {line}", file=sys.stderr)
+    return EXIT_USER_ERROR if problems else EXIT_OK
+
+
+def source_pattern(file_name: str) -> str:
+    """A glob that matches the next exports of the same source: the digits of a date or a counter
+    become '*' ('deals_2024-05-01.csv' -> 'deals_*.csv'); a name without digits is kept."""
+    import re
+
+    stem, dot, ext = file_name.rpartition(".")
+    if not dot:
+        stem, ext = file_name, ""
+    pattern = re.sub(r"\d+(?:[-_. ]\d+)*", "*", stem)
+    return pattern + (f".{ext}" if ext else "")
+
+
+def _remember_source(workspace: Workspace, mapping: Path, files: list[str], quiet: bool) -> None:
+    """Record in voronka.yaml `sources` that exports named like `files` are read with `mapping`, so
+    the inbox (`voronka run`, the Dagster sensor) reads the next ones with it; or say how to."""
+    import fnmatch
+
+    import yaml
+
+    known = workspace.sources()
+    resolved = mapping.resolve()
+    patterns = []
+    for name in files:
+        match = next((m for p, m in known if fnmatch.fnmatch(name, p)), None)
+        if match is not None:
+            if match.resolve() != resolved:
+                print(f"voronka: note: {name} matches a `sources` entry of {workspace.config_path} with "
+                      f"another mapping ({match}); the inbox reads its next exports with that one", file=sys.stderr)
+            continue
+        pattern = source_pattern(name)
+        if pattern not in patterns:
+            patterns.append(pattern)
+    if not patterns:
+        return
+    try:
+        shown = resolved.relative_to(workspace.home)
+    except ValueError:
+        shown = resolved
+    entries = "".join(f"  - pattern: {json.dumps(p, ensure_ascii=False)}\n"
+                      f"    mapping: {json.dumps(str(shown), ensure_ascii=False)}\n" for p in patterns)
+    text = workspace.config_path.read_text(encoding="utf-8") if workspace.config_path.exists() else ""
+    data = yaml.safe_load(text) or {} if text else {}
+    if "sources" in data:  # an existing list is the user's: say what to add rather than rewrite it
+        print(f"voronka: to read the next exports of this source from the inbox, add to `sources:` in "
+              f"{workspace.config_path}:\n{entries.rstrip()}", file=sys.stderr)
+        return
+    block = "# Exports read with a column mapping (docs/mapping.md); added by `voronka ingest --mapping`.\n" \
+            "sources:\n" + entries
+    workspace.config_path.write_text(text.rstrip("\n") + ("\n" if text else "") + block, encoding="utf-8")
+    workspace.config()  # still valid
+    _progress(f"Remembered in {workspace.config_path}: exports named {', '.join(patterns)} are read with "
+              f"{shown} (the inbox, `voronka run` and the Dagster sensor use it)", quiet)
+
+
+def quarantine_rows(workspace: Workspace, export_file: str | None = None) -> list[dict]:
+    """raw.quarantine (file, row, reason, the row as read), newest load first."""
+    con = _connect_read_only(workspace)
+    try:
+        from voronka.warehouse_reads import table_exists
+
+        if not table_exists(con, "raw.quarantine"):
+            return []
+        where, params = ("where q.export_file = ?", [export_file]) if export_file else ("", [])
+        frame = con.execute(f"""
+            select q.export_file, q.row_number, q.reason, cast(q.raw_row as varchar) as raw_row
+            from raw.quarantine q
+            left join (select export_file, max(loaded_at) as loaded_at from raw.ingest_log group by 1) l
+                on l.export_file = q.export_file
+            {where}
+            order by l.loaded_at desc nulls last, q.export_file, q.row_number
+        """, params).df()
+    finally:
+        con.close()
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def cmd_quarantine(args) -> int:
+    workspace = resolve_workspace(args.workspace)
+    rows = quarantine_rows(workspace, args.file)
+    if args.file and not rows:
+        _progress(f"no quarantined rows of {args.file} (file names: `voronka quarantine` lists all)", args.quiet)
+    if args.out:
+        import pandas as pd
+
+        from voronka.report.export import ExportError, export_frame
+
+        try:
+            n = export_frame(pd.DataFrame(rows, columns=QUARANTINE_KEYS), Path(args.out), sheet="quarantine")
+        except ExportError as err:
+            raise UserError(str(err)) from None
+        except OSError as err:
+            raise UserError(f"cannot write {args.out}: {err.strerror or err}") from None
+        print(render([{"table": "raw.quarantine", "file": args.out, "rows": n}], ["table", "file", "rows"],
+                     args.format))
+        return EXIT_OK
+    if args.format == "table":  # CRM text on a terminal: no control characters, the row shortened
+        rows = [{**r, "raw_row": str(r["raw_row"] or "").translate(_CONTROL)[:200],
+                 "reason": str(r["reason"]).translate(_CONTROL)} for r in rows]
+    print(render(rows, QUARANTINE_KEYS, args.format,
+                 title=f"Quarantined rows ({len(rows)}): rows that could not be placed, with the reason"))
+    return EXIT_OK
 
 
 def cmd_funnel(args) -> int:
@@ -667,7 +809,8 @@ def cmd_export(args) -> int:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     finally:
         con.close()
-    table = args.table if args.table.startswith("main.") else f"main.{args.table}"
+    table = args.table if args.table.startswith(("main.", "raw.")) else \
+        "raw.quarantine" if args.table == "quarantine" else f"main.{args.table}"
     print(render([{"table": table, "file": str(out), "rows": rows}], ["table", "file", "rows"], args.format))
     return EXIT_OK
 
@@ -782,9 +925,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="auto",
                    help="export format: auto (detect), canonical, amocrm, bitrix24, hubspot, "
                         "salesforce, pipedrive, mapped")
-    p.add_argument("--mapping", help="YAML column mapping for any other CSV/XLSX (docs/mapping.md)")
+    p.add_argument("--mapping", help="YAML column mapping for any other CSV/XLSX (docs/mapping.md); "
+                                     "remembered in voronka.yaml `sources` for the next exports of the file")
     p.add_argument("--timezone", help="time zone of local times in the export (default: workspace config)")
     p.add_argument("--currency", help="currency of amounts for exports that carry none")
+    p = add("quarantine", "rows that could not be loaded, with the reason (raw.quarantine)", cmd_quarantine)
+    p.add_argument("--file", help="only the rows of this export file")
+    p.add_argument("--out", help="write them to FILE.csv or FILE.xlsx (formula-looking text neutralised)")
     for name, func, text in (("funnel", cmd_funnel, "conversion per pipeline stage"),
                              ("forecast", cmd_forecast, "revenue forecast per period"),
                              ("coverage", cmd_coverage, "pipeline coverage against targets")):
@@ -820,7 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the HTML file to write (default: <workspace>/reports/voronka_report.html "
                                  "and a dated copy)")
     p = add("export", "export a mart to CSV or XLSX (formula-looking text neutralised)", cmd_export)
-    p.add_argument("--table", required=True, help="a table of the warehouse's main schema, e.g. mart_bookings")
+    p.add_argument("--table", required=True, help="a table of the warehouse's main schema, e.g. mart_bookings, "
+                                                  "or quarantine (the rows that could not be loaded)")
     p.add_argument("--out", required=True, help="FILE.csv or FILE.xlsx")
     p = add("ui", "open the Dagster UI on the workspace", cmd_ui, fmt=False)
     p.add_argument("--port", type=int, default=3000)

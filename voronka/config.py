@@ -38,6 +38,12 @@ models_dir: ""               # trained models; empty = the repository's models/ 
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
 alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals]  # checks that alert
+max_quarantined_share: 0.05  # a file with more of its rows quarantined fails ingest (exit 1; the rest loads)
+# stage_outcomes:            # closed deals in stages of unknown outcome, per pipeline ("*" = any)
+#   "*": {Выдано: won, Отказ клиента: lost}
+# sources:                   # exports read with a mapping (docs/mapping.md); `voronka ingest --mapping` adds one
+#   - pattern: "leads_*.csv"
+#     mapping: mappings/leads.yaml
 alerts:                      # sinks; see docs/configuration.md, "Alerts"
   - type: file               # JSON lines under alerts/ in the workspace
     path: alerts/alerts.jsonl
@@ -74,6 +80,14 @@ class VoronkaConfig:
     alert_on: tuple = ALERT_KINDS  # the checks whose turning bad (and back) is sent to the sinks
     # The trained model store; empty = the repository's models/ folder (DESIGN.md layout).
     models_dir: str = ""
+    # Closed deals whose outcome the CRM does not say: {pipeline or "*": {stage: won|lost|open}}
+    # (voronka/ingest/outcomes.py; stage names compared case-blind).
+    stage_outcomes: dict = field(default_factory=dict)
+    # Exports read with a column mapping: ((glob on the file name, mapping path), ...), the first
+    # match wins; a relative mapping path is relative to the workspace.
+    sources: tuple = ()
+    # A file with a larger share of its rows quarantined fails `voronka ingest` / `voronka run`.
+    max_quarantined_share: float = 0.05
 
     @classmethod
     def from_mapping(cls, data: dict, source: str = CONFIG_FILE) -> "VoronkaConfig":
@@ -127,6 +141,16 @@ class VoronkaConfig:
                     raise ValueError(f"alert_on: unknown alert kind {unknown_kinds[0]!r} "
                                      f"(known: {', '.join(ALERT_KINDS)})")
                 values["alert_on"] = tuple(kinds)
+            if "stage_outcomes" in values:
+                from voronka.ingest.outcomes import validate as validate_outcomes
+
+                values["stage_outcomes"] = validate_outcomes(values["stage_outcomes"])
+            if "sources" in values:
+                values["sources"] = _sources(values["sources"])
+            if "max_quarantined_share" in values:
+                values["max_quarantined_share"] = float(values["max_quarantined_share"])
+                if not 0 <= values["max_quarantined_share"] <= 1:
+                    raise ValueError("max_quarantined_share must be between 0 and 1 (0.05 = 5%)")
             if "alert_retry_attempts" in values:
                 values["alert_retry_attempts"] = int(values["alert_retry_attempts"])
                 if not 1 <= values["alert_retry_attempts"] <= 10:
@@ -142,6 +166,22 @@ class VoronkaConfig:
         return AlertSettings(sinks=self.alerts, reminder_hours=self.alert_reminder_hours,
                              attempts=self.alert_retry_attempts, retry_delay=self.alert_retry_delay_seconds,
                              timeout=self.alert_timeout_seconds)
+
+
+def _sources(entries) -> tuple:
+    """`sources:` as ((pattern, mapping), ...); ValueError naming the entry that is wrong."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ValueError("sources must be a list of {pattern: <glob on the file name>, mapping: <mapping.yaml>}")
+    out = []
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or set(entry) != {"pattern", "mapping"} or \
+                not all(isinstance(entry[k], str) and entry[k].strip() for k in ("pattern", "mapping")):
+            raise ValueError(f"sources entry {i} must be {{pattern: <glob on the file name>, "
+                             "mapping: <path to the mapping YAML>}")
+        out.append((entry["pattern"].strip(), entry["mapping"].strip()))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -194,6 +234,10 @@ class Workspace:
     def models_dir(self) -> Path:
         configured = self.config().models_dir
         return self.resolve(configured) if configured else REPO_MODELS_DIR
+
+    def sources(self) -> tuple:
+        """voronka.yaml `sources` with each mapping path resolved: ((pattern, Path), ...)."""
+        return tuple((pattern, self.resolve(mapping)) for pattern, mapping in self.config().sources)
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)

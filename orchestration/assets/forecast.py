@@ -242,7 +242,10 @@ def new_pipeline_meets_target_need(workspace: WorkspaceResource) -> dg.AssetChec
                             "stage's p90) is above max_stalled_share, overall or in a pipeline.")
 def stalled_share_within_limit(workspace: WorkspaceResource) -> dg.AssetCheckResult:
     verdict, scores = _stalled_verdict(workspace)
-    stages = (scores[scores["is_stalled"]].groupby(["pipeline", "stage"], observed=True).size().sort_values(ascending=False)
+    # astype(bool): an empty table reads as object columns, and indexing by an empty object
+    # Series selects columns (none), not rows: KeyError 'pipeline' when no deal is open.
+    stages = (scores[scores["is_stalled"].astype(bool)].groupby(["pipeline", "stage"], observed=True).size()
+              .sort_values(ascending=False)
               .head(10).rename("stalled_deals").reset_index())
     return _check_result(verdict, most_stalled_stages=dg.MetadataValue.md(
         _markdown(stages, ["pipeline", "stage", "stalled_deals"])) if len(stages) else "none")

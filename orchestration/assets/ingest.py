@@ -1,5 +1,6 @@
 """Ingest: every file in the inbox not loaded before goes into raw.* (or raw.quarantine)."""
 
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -7,6 +8,7 @@ from orchestration.resources import WorkspaceResource
 from voronka import progress
 from voronka.ingest.canonical import TABLES
 from voronka.ingest.loader import load_files, table_counts
+from voronka.ingest.summary import alert_refused, file_line, problem_lines, write_summary
 
 RAW_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLES}
 
@@ -26,17 +28,24 @@ def inbox_files(workspace: WorkspaceResource) -> list:
 )
 def raw_tables(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
     files = inbox_files(workspace)
+    config = workspace.config()
     with (progress.task("ingest", total=2 * len(files), note=f"{len(files)} file(s)") as bar,
           workspace.connect() as con):
-        results = load_files(con, files, timezone=workspace.config().timezone, progress=bar.message)
+        # voronka.yaml `sources`: an export whose name matches a pattern is read with its mapping.
+        results = load_files(con, files, timezone=config.timezone, progress=bar.message,
+                             sources=workspace.workspace.sources(), stage_outcomes=config.stage_outcomes)
         counts = table_counts(con)
         quarantined_total = con.execute("select count(*) from raw.quarantine").fetchone()[0]
     for r in results:
         if r.status == "refused":
             context.log.warning(f"refused {r.file}: {r.message}")
         elif r.status == "loaded":
-            context.log.info(f"{r.file}: read {r.rows_read}, loaded {r.rows_loaded}, "
-                             f"quarantined {r.rows_quarantined}")
+            context.log.info(file_line(r))
+    # `voronka run` reads this to print refused / mostly quarantined files and exit 1.
+    write_summary(workspace.workspace.home / "logs", results, config.max_quarantined_share)
+    alert_refused(results, config.alerts, workspace.workspace.resolve, workspace.workspace.alerts,
+                  workspace.as_of or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+    problems = problem_lines(results, config.max_quarantined_share)
     loaded = [r for r in results if r.status == "loaded"]
     summary = {
         "files_in_inbox": len(files),
@@ -45,6 +54,8 @@ def raw_tables(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
         "rows_read_now": sum(r.rows_read for r in loaded),
         "rows_quarantined_now": sum(r.rows_quarantined for r in loaded),
         "quarantine_rows_total": quarantined_total,
+        "rows_flagged_now": sum(sum(r.flagged.values()) for r in loaded),
+        "problems": dg.MetadataValue.json(problems),
     }
     for table, key in RAW_KEYS.items():
         yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": counts[table], **summary})

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from voronka.errors import ExportFormatError
@@ -25,6 +26,9 @@ class Error:
 class Rows:
     kept: list  # native ids of the valid rows, in order
     rejected: dict = field(default_factory=dict)  # row number -> words of its reason
+    # Kept rows that are odd but real: native id -> {column: value} they must load with (a close
+    # before the creation, an unknown outcome, ...). Flagged, never quarantined (issue 13).
+    flagged: dict = field(default_factory=dict)
 
 
 CASES = {
@@ -40,7 +44,8 @@ CASES = {
     "gzipped_export.csv.gz": Error(("gzip", "unpack")),
     "utf16_without_bom.csv": Error(("UTF-16", "byte-order mark")),
     "wrong_delimiter_pipe.csv": Error(("one column holding '|'", "amoCRM deals export")),
-    "unknown_format.csv": Error(("no known export format", "closest is", "'foo', 'bar', 'baz'")),
+    "unknown_format.csv": Error(("no known export format", "closest is", "'foo', 'bar', 'baz'",
+                                  "voronka ingest --mapping M.yaml FILE", "docs/mapping.md")),
     "unknown_json.json": Error(("JSON document that is no known export", "items, count")),
     "stage_events_json_for_deals.json": Error(("no known export", "deal, stage")),
     "truncated_json.json": Error(("not valid JSON", "line 1", "truncated")),
@@ -81,6 +86,19 @@ CASES = {
         1: ("unparseable IsClosed 'maybe'", "column 'IsClosed'")}),
     "bad_date_entered_hubspot.csv": Rows(kept=["2"], rejected={
         1: ("unparseable entered_at 'soon'", "column 'Date entered \"Qualified (Sales)\"'")}),
+    # Real deals with odd dates load, flagged; only the date that cannot be read is quarantined.
+    "dates_out_of_order_amocrm.csv": Rows(kept=["1", "2", "3"], rejected={
+        4: ("unparseable created_at 'когда-то'", "column 'Дата создания сделки'")}, flagged={
+        "1": {"outcome": "lost", "is_closed_before_created": True},
+        "2": {"outcome": "won", "is_closed_before_created": False},  # 13:32:00 vs 13:32:57, same day
+        "3": {"outcome": "open", "created_at": None}}),             # the loader fills created_at
+    "closed_stage_without_semantic_bitrix.json": Rows(kept=["1", "2"], flagged={
+        "1": {"outcome": "unknown", "is_close_date_only": True, "is_closed_before_created": False},
+        "2": {"outcome": "won", "is_close_date_only": True}}),
+    "close_date_on_creation_day_salesforce.csv": Rows(kept=["0061", "0062", "0063"], flagged={
+        "0061": {"outcome": "won", "is_closed_before_created": False},
+        "0062": {"outcome": "lost", "is_closed_before_created": True},
+        "0063": {"outcome": "unknown"}}),
 }
 
 
@@ -111,6 +129,11 @@ def test_bad_input(read, name):
         for words in expected.rejected[row.row_number]:
             assert words in row.reason, row.reason
     assert export.rows_read == len(expected.kept) + len(expected.rejected)
+    by_id = kept.set_index("native_id")
+    for native_id, values in expected.flagged.items():
+        for column, value in values.items():
+            got = by_id.loc[native_id, column]
+            assert (pd.isna(got) if value is None else got == value), (native_id, column, got)
 
 
 def test_formula_like_cells_are_kept_as_text():

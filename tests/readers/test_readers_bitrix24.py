@@ -69,13 +69,16 @@ def test_stage_history_in_order_with_created_events(read, fixtures):
 def test_deal_list_csv_without_status_list_names_stages_by_id(read, fixtures):
     export = read(fixtures / "bitrix24" / "deals_api.csv", companions=[])
     deals = export.frames["deals"]
-    assert deals["current_stage"].tolist() == ["NEW", "EXECUTING", "WON", "LOSE"]
-    assert deals["pipeline"].tolist() == ["0", "2", "2", "2"]
-    # no STAGE_SEMANTIC_ID: WON and LOSE ids decide
-    assert deals["outcome"].tolist() == ["open", "open", "won", "lost"]
-    [bad] = export.rejected
-    assert bad.row_number == 5 and "unknown outcome of closed deal in stage 'C2:UC_CUSTOM'" in bad.reason
+    assert deals["current_stage"].tolist() == ["NEW", "EXECUTING", "WON", "LOSE", "UC_CUSTOM"]
+    assert deals["pipeline"].tolist() == ["0", "2", "2", "2", "2"]
+    # no STAGE_SEMANTIC_ID: WON and LOSE ids decide; a closed deal (CLOSED=Y) in a custom stage is
+    # loaded as closed with outcome unknown (voronka.yaml stage_outcomes settles it), not rejected
+    assert deals["outcome"].tolist() == ["open", "open", "won", "lost", "unknown"]
+    assert deals["closed_at"].notna().tolist() == [False, False, True, True, True]
+    assert export.rejected == []
     stages = export.frames["pipeline_stages"]
+    assert stages[stages["pipeline"] == "2"][["stage", "kind"]].values.tolist()[-3:] == [
+        ["WON", "won"], ["UC_CUSTOM", "unknown"], ["LOSE", "lost"]]
     assert stages[stages["pipeline"] == "0"][["stage", "kind"]].values.tolist() == [
         ["NEW", "open"], ["WON", "won"], ["LOSE", "lost"]]
     assert any("pipeline '2'" in w and "taken as won: WON; taken as lost: LOSE" in w for w in export.warnings)
@@ -85,15 +88,15 @@ def test_ui_export_windows_1251(read, fixtures):
     export = read(fixtures / "bitrix24" / "ui_export_cp1251.csv", timezone="Asia/Yekaterinburg",
                   companions=[])
     deals = export.frames["deals"]
-    assert deals["native_id"].tolist() == ["301", "302", "303", "304"]
-    assert deals["pipeline"].tolist() == ["Общее"] * 4
-    assert deals["amount"].tolist() == [25000.0, 1250.5, 99999.99, 10000.0]
-    assert deals["outcome"].tolist() == ["open", "open", "won", "lost"]
+    assert deals["native_id"].tolist() == ["301", "302", "303", "304", "305"]
+    assert deals["pipeline"].tolist() == ["Общее"] * 5
+    assert deals["amount"].tolist() == [25000.0, 1250.5, 99999.99, 10000.0, 5000.0]
+    # 305 is closed ("Закрыта: Да") in a stage that is neither won nor lost: outcome unknown
+    assert deals["outcome"].tolist() == ["open", "open", "won", "lost", "unknown"]
     assert deals["created_at"].tolist()[0] == TS("2024-03-01 04:15:00")  # UTC+5
     assert deals["expected_close_date"].tolist()[1] == TS("2024-04-15")
     assert json.loads(deals["attributes"][1]) == {"Комментарий": "первый\nвторой"}
-    [bad] = export.rejected
-    assert bad.row_number == 5 and "'Замер выполнен'" in bad.reason
+    assert export.rejected == []
 
 
 def test_ui_export_saved_as_html_xls(read, tmp_path):

@@ -74,15 +74,16 @@ def test_api_property_export_is_named_through_the_pipelines_json(read, fixtures)
     assert export.frames["pipeline_stages"]["crm_probability"].notna().all()
 
 
-def test_closed_stage_with_ambiguous_probability_is_rejected(read, tmp_path):
+def test_closed_stage_with_ambiguous_probability_is_kept_with_unknown_kind(read, tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"results": [{"id": "p", "label": "P", "stages": [
         {"id": "a", "label": "Open", "displayOrder": 0, "metadata": {"isClosed": "false", "probability": "0.5"}},
         {"id": "b", "label": "Half", "displayOrder": 1, "metadata": {"isClosed": "true", "probability": "0.5"}}]}]}))
     export = read(path)
-    assert export.frames["pipeline_stages"]["stage"].tolist() == ["Open"]
-    [bad] = export.rejected
-    assert bad.row_number == 2 and "unknown outcome of closed stage with probability '0.5'" in bad.reason
+    # closed, but neither won (1.0) nor lost (0.0): a closed stage of unknown outcome
+    assert export.frames["pipeline_stages"][["stage", "kind"]].values.tolist() == [
+        ["Open", "open"], ["Half", "unknown"]]
+    assert export.rejected == []
 
 
 @pytest.mark.parametrize("won,closed,stage,expected", [

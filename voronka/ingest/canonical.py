@@ -11,8 +11,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-OUTCOMES = ("open", "won", "lost")
-STAGE_KINDS = ("open", "won", "lost")
+# `unknown`: the CRM says the deal is closed (a closed stage, CLOSED=Y, IsClosed) but not whether it
+# was won or lost (a custom closed stage such as 'Выдано' with no semantic). Not open pipeline, not
+# won, not lost: shown, and left out of win rates and training labels. voronka.yaml
+# `stage_outcomes` settles it (voronka/ingest/outcomes.py).
+OUTCOMES = ("open", "won", "lost", "unknown")
+STAGE_KINDS = ("open", "won", "lost", "unknown")
 EVENT_ORIGINS = ("history", "snapshot_diff", "created", "inferred")
 # Stage events the loader derives from snapshots have keys with this prefix, so a rebuild can
 # find and replace exactly them (a CRM's own events are keyed by a plain hash).
@@ -165,6 +169,20 @@ DEAL_EXPORTS = _cols(
     ("deals", "BIGINT"),
     ("is_full", "BOOLEAN"),
 )
+# What the loader flags on a deal instead of quarantining it (never null; readers may set the first
+# two, the loader sets what they leave out):
+# is_close_date_only: the source gave the close date without a time (or at local midnight);
+# is_closed_before_created: closed_at is before created_at at day resolution in the source's time
+#   zone (a date-only close on the creation day is set to created_at and is not "before");
+# is_created_at_missing: the source had no creation date; created_at was filled with the earliest
+#   of the deal's first stage event, its closed_at and the export time.
+ROW_FLAGS = _cols(
+    ("is_close_date_only", "BOOLEAN"),
+    ("is_closed_before_created", "BOOLEAN"),
+    ("is_created_at_missing", "BOOLEAN"),
+)
+ROW_FLAG_NAMES = tuple(c.name for c in ROW_FLAGS)
+
 # Columns of raw.deals the loader derives after every deals export (no reader gives them):
 # is_deleted: the newest sighting of the deal marks it deleted or merged (marts leave it out);
 # merged_into: the deal_key it was merged into; missing_since_export: the first full export of
@@ -173,7 +191,7 @@ DEAL_FLAGS = _cols(
     ("is_deleted", "BOOLEAN"),
     ("merged_into", "VARCHAR"),
     ("missing_since_export", "VARCHAR"),
-)
+) + ROW_FLAGS
 
 # Keys: a newer export of the same entity replaces the older row instead of duplicating it.
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {

@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from voronka.errors import VoronkaUserError
+from voronka.ingest import outcomes
 from voronka.ingest.canonical import (
     DEAL_EXPORTS,
     DEAL_SNAPSHOTS,
     PRIMARY_KEYS,
+    ROW_FLAG_NAMES,
     SNAPSHOT_EVENT_PREFIX,
     TABLES,
     ParsedExport,
@@ -68,6 +70,19 @@ class FileResult:
     stage_events_derived: int = 0  # snapshot events rebuilt for the deals it touched + creation events of a history
     status: str = "loaded"  # loaded | already_loaded | refused
     message: str = ""
+    # Deals loaded with a flag instead of quarantined, by flag (canonical.ROW_FLAGS), plus
+    # outcome_unknown: closed deals whose outcome neither the CRM nor stage_outcomes says.
+    flagged: dict = field(default_factory=dict)
+    # The commonest quarantine reasons of this file, [(reason, rows)], most rows first.
+    top_reasons: list = field(default_factory=list)
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    def flagged_text(self) -> str:
+        """'is_close_date_only 12, outcome_unknown 3' (empty when nothing was flagged)."""
+        return ", ".join(f"{k} {v}" for k, v in self.flagged.items() if v)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,16 +100,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mapping_for(path: Path, sources) -> Path | None:
+    """The mapping of the first voronka.yaml `sources` entry whose pattern matches the file's
+    name (sources: [(pattern, mapping path)]), or None."""
+    import fnmatch
+
+    for pattern, mapping in sources or ():
+        if fnmatch.fnmatch(Path(path).name, pattern):
+            return Path(mapping)
+    return None
+
+
 def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = "auto",
                progress=None, *, mapping: Path | None = None, timezone: str = "UTC",
-               currency: str | None = None) -> list[FileResult]:
+               currency: str | None = None, sources=(), stage_outcomes: dict | None = None
+               ) -> list[FileResult]:
     """Load files into the warehouse; a file that cannot be read is refused, the rest go on.
 
-    mapping, timezone and currency are passed to the readers (see readers.read_export).
+    mapping, timezone and currency are passed to the readers (see readers.read_export); a file
+    without `mapping` whose name matches one of `sources` ([(glob, mapping path)], voronka.yaml)
+    is read with that source's mapping. stage_outcomes (voronka/ingest/outcomes.py) settles
+    closed deals of unknown outcome, the ones already loaded too.
     progress, if given, is called after each step — every file is read, then loaded — with
     "read deals.csv (1/4)" (two steps per file; a file skipped or refused takes both at once).
     """
     ensure_raw_schema(con)
+    rules = stage_outcomes or {}
+    resettle_unknown_outcomes(con, rules)
     results: list[FileResult] = []
     parsed: list[tuple[Path, str, ParsedExport]] = []
     steps, done = 2 * len(paths), 0
@@ -114,7 +146,8 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
             step(f"{path.name} already loaded", 2)
             continue
         try:
-            parsed.append((path, sha, read_export(path, source=source, mapping=mapping,
+            file_mapping = mapping if mapping is not None or source != "auto" else mapping_for(path, sources)
+            parsed.append((path, sha, read_export(path, source=source, mapping=file_mapping,
                                                   timezone=timezone, currency=currency)))
             step(f"read {path.name}")
         except VoronkaUserError as err:
@@ -122,15 +155,17 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
             step(f"refused {path.name}", 2)
     parsed.sort(key=lambda item: LOAD_ORDER.index(item[2].primary_table))
     for path, sha, export in parsed:
-        results.append(load_parsed(con, path.name, sha, export))
+        results.append(load_parsed(con, path.name, sha, export, stage_outcomes=rules))
         step(f"loaded {path.name}")
     return results
 
 
 def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
-                export: ParsedExport) -> FileResult:
+                export: ParsedExport, stage_outcomes: dict | None = None) -> FileResult:
     """Validate and write one parsed file inside one transaction; a deals file is also stored as
     a snapshot, and the snapshot-derived rows and flags of the deals it touches are rebuilt."""
+    rules = stage_outcomes or {}
+    flagged: dict[str, int] = {}
     quarantined = [
         {"row_number": r.row_number, "raw_row": r.raw_row, "reason": r.reason} for r in export.rejected
     ]
@@ -145,6 +180,9 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                 continue
             if table == "deals":
                 frame = _with_export_time(frame)
+                frame = _with_row_flags(con, outcomes.settle_deals(frame, rules), export.frames)
+            if table == "pipeline_stages":
+                frame = outcomes.settle_stages(frame, rules)
             if table in VALUE_HISTORIES:
                 frame = frame.assign(origin=frame["origin"].fillna("history") if "origin" in frame
                                      else "history")
@@ -179,8 +217,12 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
                     derived_loaded += derived_upserted
                 frame = pd.concat([frame, derived_rows], ignore_index=True)
             kept[table] = frame
+            if table == "deals":
+                flagged = {name: int(frame[name].sum()) for name in ROW_FLAG_NAMES}
+                flagged["outcome_unknown"] = int(frame["outcome"].eq("unknown").sum())
         snapshot = _record_snapshots(con, export_file, export, kept.get("deals"))
         derived = _rebuild_from_snapshots(con, kept, snapshot)
+        _created_from_first_events(con)
         rows_quarantined = sum(1 for q in quarantined if not q.get("derived"))
         rows_loaded = loaded_counts.get(export.primary_table, 0)
         if export.rows_read != rows_loaded + rows_quarantined:
@@ -209,7 +251,106 @@ def load_parsed(con: duckdb.DuckDBPyConnection, export_file: str, sha: str,
         deals_missing=derived["missing"],
         deals_deleted=snapshot.deleted,
         stage_events_derived=derived["stage_events"] + derived_loaded,
+        flagged=flagged,
+        top_reasons=_top_reasons([q for q in quarantined if not q.get("derived")]),
     )
+
+
+def _top_reasons(quarantined: list[dict], n: int = 3) -> list[tuple[str, int]]:
+    """The commonest reasons, values taken out ("unparseable created_at (column 'X')" for all
+    the rows whose created_at did not parse), most rows first."""
+    counts: dict[str, int] = {}
+    for q in quarantined:
+        general = re.sub(r" '[^']*'(?= \((?:column|first seen))", "", str(q["reason"]))
+        general = re.sub(r"\(first seen in row \d+\).*", "", general).strip()
+        counts[general] = counts.get(general, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def _with_row_flags(con: duckdb.DuckDBPyConnection, deals: pd.DataFrame, frames: dict) -> pd.DataFrame:
+    """The row flags of canonical.ROW_FLAGS, never null.
+
+    Readers that compare close and creation by day in the source's time zone set the first two;
+    for the others (canonical CSVs, in UTC) a close at midnight is a date, compared by UTC day.
+    A deal without created_at gets the earliest of its first stage event (this file's or the
+    warehouse's), its closed_at and the export time, and is_created_at_missing."""
+    deals = deals.copy()
+    created = pd.to_datetime(deals["created_at"])
+    closed = pd.to_datetime(deals["closed_at"])
+    if "is_close_date_only" not in deals:
+        date_only = closed.notna() & closed.eq(closed.dt.normalize())
+        same_day = date_only & created.notna() & closed.dt.normalize().eq(created.dt.normalize()) & (closed < created)
+        closed = closed.where(~same_day, created)
+        deals["closed_at"] = closed
+        deals["is_close_date_only"] = date_only
+    if "is_closed_before_created" not in deals:
+        deals["is_closed_before_created"] = closed.notna() & created.notna() & \
+            (closed.dt.normalize() < created.dt.normalize())
+    missing = created.isna()
+    deals["is_created_at_missing"] = missing
+    if missing.any():
+        keys = deals.loc[missing, "deal_key"]
+        first = pd.Series(pd.NaT, index=keys.index, dtype="datetime64[ns]")
+        events = frames.get("stage_events")
+        if events is not None and len(events):
+            in_file = pd.to_datetime(events["entered_at"]).groupby(events["deal_key"]).min()
+            first = first.fillna(keys.map(in_file))
+        con.register("missing_keys", pd.DataFrame({"deal_key": keys.unique()}))
+        try:
+            stored = con.execute("select deal_key, min(entered_at) as first_at from raw.stage_events "
+                                 "where deal_key in (select deal_key from missing_keys) group by deal_key").df()
+        finally:
+            con.unregister("missing_keys")
+        if len(stored):
+            from_warehouse = keys.map(stored.set_index("deal_key")["first_at"])
+            first = pd.concat([first, pd.to_datetime(from_warehouse)], axis=1).min(axis=1)
+        candidates = pd.concat([first, closed[missing], pd.to_datetime(deals.loc[missing, "exported_at"])], axis=1)
+        deals.loc[missing, "created_at"] = candidates.min(axis=1)
+    for name in ROW_FLAG_NAMES:
+        deals[name] = deals[name].fillna(False).astype(bool)
+    return deals
+
+
+def _created_from_first_events(con: duckdb.DuckDBPyConnection) -> None:
+    """A deal whose created_at was filled (is_created_at_missing) moves it back to its first stage
+    event when a history loaded after the deal has an earlier one."""
+    con.execute("""
+        update raw.deals set created_at = e.first_at
+        from (
+            select deal_key, min(entered_at) as first_at from raw.stage_events
+            where deal_key in (select deal_key from raw.deals where is_created_at_missing)
+            group by deal_key
+        ) e
+        where raw.deals.deal_key = e.deal_key and raw.deals.is_created_at_missing
+            and e.first_at < raw.deals.created_at
+    """).fetchall()
+
+
+def resettle_unknown_outcomes(con: duckdb.DuckDBPyConnection, rules: dict) -> int:
+    """Deals and stages already loaded with outcome (kind) unknown that stage_outcomes (or the
+    defaults) now settle: updated in place, so adding a rule needs no reload. Returns deals settled."""
+    unknown = con.execute("select deal_key, pipeline, current_stage, outcome, closed_at from raw.deals "
+                          "where outcome = 'unknown'").df()
+    stages = con.execute("select pipeline, stage, kind from raw.pipeline_stages where kind = 'unknown'").df()
+    settled_deals = outcomes.settle_deals(unknown, rules) if len(unknown) else unknown
+    changed = settled_deals[settled_deals["outcome"] != "unknown"] if len(unknown) else unknown
+    settled_stages = outcomes.settle_stages(stages, rules) if len(stages) else stages
+    changed_stages = settled_stages[settled_stages["kind"] != "unknown"] if len(stages) else stages
+    if len(changed):
+        con.register("settled_deals", changed[["deal_key", "outcome", "closed_at"]])
+        try:
+            con.execute("update raw.deals set outcome = s.outcome, closed_at = s.closed_at "
+                        "from settled_deals s where raw.deals.deal_key = s.deal_key")
+        finally:
+            con.unregister("settled_deals")
+    if len(changed_stages):
+        con.register("settled_stages", changed_stages)
+        try:
+            con.execute("update raw.pipeline_stages set kind = s.kind from settled_stages s "
+                        "where raw.pipeline_stages.pipeline = s.pipeline and raw.pipeline_stages.stage = s.stage")
+        finally:
+            con.unregister("settled_stages")
+    return len(changed)
 
 
 def _row_json(frame: pd.DataFrame, idx: np.ndarray) -> list[dict]:
@@ -266,9 +407,8 @@ def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.Da
              "unknown stage '" + frame[stage_col].astype(str) + "' for pipeline '"
              + frame["pipeline"].astype(str) + "'")
     if table == "deals":
-        flag(frame["closed_at"].notna() & (frame["closed_at"] < frame["created_at"]),
-             "closed_at before created_at")
-        flag((frame["outcome"] != "open") & frame["closed_at"].isna(),
+        # A close before the creation is kept and flagged (is_closed_before_created), not quarantined.
+        flag(frame["outcome"].isin(["won", "lost"]) & frame["closed_at"].isna(),
              "closed deal (" + frame["outcome"].astype(str) + ") without closed_at")
         if frame["exported_at"].notna().any():
             flag(frame["created_at"] > frame["exported_at"], "created_at after exported_at (future date)")
@@ -292,7 +432,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, exp
     """Insert rows, replacing rows with the same key; an older export never replaces a newer one."""
     if frame.empty:
         return 0
-    cols = column_names(table)
+    cols = column_names(table) + (list(ROW_FLAG_NAMES) if table == "deals" else [])
     data = frame.copy()
     data["export_file"] = export_file if "export_file" in cols else None
     for c in cols:
@@ -535,10 +675,10 @@ def _rebuild_stage_events(con: duckdb.DuckDBPyConnection) -> int:
             select
                 *,
                 case
-                    when n = 1 and kind in ('won', 'lost') and closed_at is not null
+                    when n = 1 and kind in ('won', 'lost', 'unknown') and closed_at is not null
                         then least(closed_at, exported_at)
                     when n = 1 and current_stage = first_stage then created_at
-                    when n > 1 and kind in ('won', 'lost') and closed_at > previous_exported_at
+                    when n > 1 and kind in ('won', 'lost', 'unknown') and closed_at > previous_exported_at
                         and closed_at <= exported_at then closed_at
                     else exported_at
                 end as entered_at

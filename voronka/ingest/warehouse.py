@@ -9,6 +9,7 @@ from voronka.ingest.canonical import (
     DEAL_FLAGS,
     DEAL_SNAPSHOTS,
     INGEST_LOG,
+    ROW_FLAG_NAMES,
     QUARANTINE,
     TABLES,
     Column,
@@ -50,4 +51,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             continue
         for column in every:
             if column.name not in existing[table]:
-                con.execute(f"alter table {RAW_SCHEMA}.{table} add column {column.name} {column.sql_type}")
+                # The row flags are never null: rows loaded before they existed were not flagged.
+                default = " default false" if column.name in ROW_FLAG_NAMES else ""
+                con.execute(f"alter table {RAW_SCHEMA}.{table} add column {column.name} "
+                            f"{column.sql_type}{default}")

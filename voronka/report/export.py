@@ -45,8 +45,15 @@ def exportable_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     ).fetchall()]
 
 
+# Loader tables a user may export beside the marts: the rows that could not be loaded.
+RAW_EXPORTABLE = {"quarantine": 'raw."quarantine"', "raw.quarantine": 'raw."quarantine"'}
+
+
 def resolve_table(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """'mart_bookings' or 'main.mart_bookings' -> the quoted main.<table>; ExportError otherwise."""
+    """'mart_bookings' or 'main.mart_bookings' -> the quoted main.<table> ('quarantine' ->
+    raw.quarantine); ExportError otherwise."""
+    if name in RAW_EXPORTABLE:
+        return RAW_EXPORTABLE[name]
     short = name[len("main."):] if name.startswith("main.") else name
     tables = exportable_tables(con)
     if not _NAME.match(short) or short not in tables:

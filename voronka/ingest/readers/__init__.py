@@ -125,7 +125,9 @@ def detect(loaded: RawTable | RawJson, source: str = "auto") -> Format:
         f"no known export format matches the header{hint}; closest is {closest.label} "
         f"({matched} of its {len(closest.signature)} typical columns); columns that did not match: "
         + (", ".join(repr(c) for c in unmatched[:15]) + (" …" if len(unmatched) > 15 else "")
-           if unmatched else "none"),
+           if unmatched else "none")
+        + "; for any other CSV/XLSX, say which column is which in a mapping: "
+          "`voronka ingest --mapping M.yaml FILE` (docs/mapping.md)",
         file=loaded.file)
 
 

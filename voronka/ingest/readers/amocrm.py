@@ -89,7 +89,7 @@ def read_deals(table: RawTable, ctx: Context):
         pipeline = pipeline.fillna(names[0] if len(names) == 1 else DEFAULT_PIPELINE)
     else:
         rows.reject(pipeline.isna(), f"missing pipeline (column {pipeline_col!r})")
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     closed = rows.timestamps(closed_col, "closed_at", null_words=NOT_CLOSED)
     amount = rows.numbers(amount_col, "amount")
     modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \

@@ -335,7 +335,7 @@ def read_deals(loaded, ctx: Context):
     native = rows.require(id_col, "native_id")
     stage_id = rows.require(stage_col, "current_stage")
     category = _category(stage_id, rows.text(cat_col))
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     amount = rows.numbers(rows.column("OPPORTUNITY"), "amount")
     close_date = rows.dates(close_col, "expected_close_date")
     close_ts = rows.timestamps(close_col, "closed_at", future=False)
@@ -351,9 +351,11 @@ def read_deals(loaded, ctx: Context):
                 + f"' (column {sem_col!r}; expected P, S or F)")
     kind = sem.map(SEMANTICS).fillna(listed_kind).fillna(_kind_by_id(stage_id)).fillna(_kind_by_name(stage))
     if closed_flag is not None:
-        unknown_closed = kind.isna() & (closed_flag == True)  # noqa: E712 (nullable boolean)
-        rows.reject(unknown_closed, "unknown outcome of closed deal in stage '" + stage_id.fillna("")
-                    + f"' (column {stage_col!r}: not a won or lost stage, and no STAGE_SEMANTIC_ID)")
+        # Closed (CLOSED=Y) in a stage that is neither won nor lost and has no semantic: loaded as
+        # closed with outcome unknown (voronka.yaml stage_outcomes settles it).
+        # (a custom final stage the status list gives no semantics reads as open there).
+        closed = (closed_flag == True).fillna(False)  # noqa: E712 (nullable boolean)
+        kind = kind.where(~closed | kind.isin(["won", "lost"]), "unknown")
     outcome = kind.fillna("open")
     # A closed deal's CLOSEDATE is its close; without one, its last modification.
     closed_at = close_ts.where(close_ts.notna(), modified if modified is not None else close_ts)
@@ -444,7 +446,7 @@ def read_ui_deals(loaded: RawTable, ctx: Context):
     default = categories.names.get(DEFAULT_CATEGORY, DEFAULT_CATEGORY) if categories else DEFAULT_CATEGORY
     pipeline = rows.text(pipeline_col).fillna(default) if pipeline_col else \
         pd.Series(default, index=stage.index)
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     amount = rows.numbers(rows.column("Сумма", "Сумма сделки"), "amount")
     expected = rows.dates(expected_col, "expected_close_date")
     expected_ts = rows.timestamps(expected_col, "closed_at", future=False)
@@ -459,10 +461,9 @@ def read_ui_deals(loaded: RawTable, ctx: Context):
         by_name = statuses.drop_duplicates(["stage"]).set_index("stage")["kind"]
         kind = stage.map(by_name)
     kind = kind.fillna(_kind_by_name(stage))
-    if closed_flag is not None:
-        rows.reject(kind.isna() & (closed_flag == True),  # noqa: E712
-                    "unknown outcome of closed deal in stage '" + stage.fillna("")
-                    + f"' (column {stage_col!r} is not a known won or lost stage)")
+    if closed_flag is not None:  # closed in a stage not known as won or lost: outcome unknown
+        closed = (closed_flag == True).fillna(False)  # noqa: E712 (nullable boolean)
+        kind = kind.where(~closed | kind.isin(["won", "lost"]), "unknown")
     outcome = kind.fillna("open")
     closed_at = closed_ts if closed_ts is not None else expected_ts
     if modified is not None:

@@ -72,6 +72,9 @@ class Rows:
         self.n = len(self.raw)
         self.reasons = pd.Series("", index=self.raw.index, dtype=object)
         self.used: set[str] = set()
+        # (field, text, parsed, time zone) of every date/time column read: deals_frame finds the
+        # text a deal's close and creation came from to compare them by day (day_flags).
+        self.stamps: list[tuple[str, pd.Series, pd.Series, str]] = []
         self._by_norm: dict[str, str] = {}
         for col in self.raw.columns:
             self._by_norm.setdefault(norm(col), col)
@@ -148,6 +151,7 @@ class Rows:
             self.reject(raw == "", f"missing {field} (column {col!r})" if col else f"missing {field}")
         parsed, bad = textfile.parse_timestamps(raw, tz or self.ctx.timezone, fmt=fmt, dayfirst=dayfirst)
         self.reject(bad, self._value_reason("unparseable", field, col, raw))
+        self.stamps.append((field, raw, parsed, tz or self.ctx.timezone))
         if future:
             self.reject_future(parsed, field, col, raw)
         return parsed
@@ -170,6 +174,7 @@ class Rows:
             raw = raw.where(~raw.str.casefold().isin({w.casefold() for w in null_words}), "")
         parsed, bad = textfile.parse_dates(raw, fmt=fmt, dayfirst=dayfirst)
         self.reject(bad, self._value_reason("unparseable", field, col, raw))
+        self.stamps.append((field, raw, parsed, "UTC"))
         return parsed
 
     def numbers(self, col: str | None, field: str, *, negative_ok: bool = False,
@@ -335,11 +340,104 @@ def deals_frame(source_system: str, rows: Rows, **values) -> pd.DataFrame:
             out[col] = value
     for col in ("created_at", "closed_at", "exported_at"):
         out[col] = pd.to_datetime(out[col])
+    if "is_close_date_only" not in values and not out.empty:
+        closed_at, flags = day_flags(rows, values.get("created_at"), values.get("closed_at"))
+        out["closed_at"] = pd.to_datetime(closed_at.to_numpy()[good])
+        for name, flag in flags.items():
+            out[name] = flag.to_numpy()[good]
     out["expected_close_date"] = pd.to_datetime(out["expected_close_date"])
     if out["amount"].notna().any():
         out["amount"] = pd.to_numeric(out["amount"]).round(2)
     out["_row_number"] = rows.row_numbers()[good]
     return out.reset_index(drop=True)
+
+
+# A time of day in a date/time text; an Excel serial with a fraction of a day; a numeric UTC
+# offset after a time of day (not the "-05" of a date).
+_TIME_OF_DAY = r"\d:\d\d"
+_EXCEL_TIME = r"^\d{4,5}[.,]\d*[1-9]"
+_NUMERIC_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?P<sign>[+-])(?P<hh>\d{2}):?(?P<mm>\d{2})?$"
+
+
+def wall_clock(text: pd.Series, parsed: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """(local wall-clock time, given as a date) of parsed date/time texts, in the source's zone.
+
+    A text with an explicit non-UTC offset ('2021-05-08T00:00:00+03:00', Bitrix24) is local in
+    that offset; any other value (naive local, a date, or UTC such as Salesforce's CreatedDate)
+    is its instant seen in `tz` (the readers read local texts in it). A date without a time, or a
+    local midnight, counts as a date. Arrow string kernels: about a second per million values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = parsed.index
+    parsed = pd.to_datetime(parsed)
+    arr = pa.array(text.reindex(index).astype(object).where(text.reindex(index).notna(), "").to_numpy(),
+                   type=pa.string())
+    has_time = pc.match_substring_regex(arr, _TIME_OF_DAY).to_numpy(zero_copy_only=False)
+    excel_time = pc.match_substring_regex(arr, _EXCEL_TIME).to_numpy(zero_copy_only=False)
+    no_time = pd.Series(~has_time & ~excel_time, index=index)
+    wall = pd.Series(parsed.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).to_numpy(), index=index)
+    offset = pc.extract_regex(arr, _NUMERIC_OFFSET)
+    found = pc.is_valid(offset).to_numpy(zero_copy_only=False)
+    if found.any():
+        sign = np.where(pc.struct_field(offset, "sign").to_numpy(zero_copy_only=False) == "-", -1, 1)
+        hours = pd.to_numeric(pd.Series(pc.struct_field(offset, "hh").to_numpy(zero_copy_only=False)), errors="coerce")
+        minutes = pd.to_numeric(pd.Series(pc.struct_field(offset, "mm").to_numpy(zero_copy_only=False)),
+                                errors="coerce").fillna(0)
+        shift = pd.to_timedelta((sign * (hours.fillna(0) * 60 + minutes)).to_numpy(), unit="m")
+        local = found & (shift != pd.Timedelta(0))
+        wall[local] = (parsed + pd.Series(shift, index=index))[local]
+    date_only = parsed.notna() & (no_time | (wall == wall.dt.normalize()))
+    return wall, date_only
+
+
+def _source_text(rows: "Rows", values: pd.Series, fields: tuple) -> tuple[pd.Series, pd.Series]:
+    """(the text each value was parsed from, its time zone) among the rows' date/time columns of
+    `fields` (the first column whose parsed value equals it); None where none does."""
+    values = pd.to_datetime(values)
+    text = pd.Series(None, index=values.index, dtype=object)
+    zone = pd.Series(None, index=values.index, dtype=object)
+    for field_, raw, parsed, tz in rows.stamps:
+        if field_ not in fields:
+            continue
+        hit = text.isna() & values.notna() & (pd.to_datetime(parsed).reindex(values.index) == values)
+        text[hit] = raw.reindex(values.index)[hit]
+        zone[hit] = tz
+    return text, zone
+
+
+def _local(rows: "Rows", values: pd.Series, fields: tuple) -> tuple[pd.Series, pd.Series]:
+    """(wall clock in the source's zone, given as a date) of a deal column, per its source text."""
+    values = pd.to_datetime(values)
+    text, zone = _source_text(rows, values, fields)
+    wall = pd.Series(values.dt.tz_localize("UTC").dt.tz_convert(rows.ctx.timezone).dt.tz_localize(None)
+                     .to_numpy(), index=values.index)
+    date_only = pd.Series(False, index=values.index, dtype=bool)
+    for tz in zone.dropna().unique():
+        part = (zone == tz).to_numpy()
+        w, d = wall_clock(text[part], values[part], tz)
+        wall.loc[part] = w.to_numpy()
+        date_only.loc[part] = d.to_numpy(dtype=bool)
+    return wall, date_only
+
+
+def day_flags(rows: "Rows", created: pd.Series | None, closed: pd.Series | None) -> tuple[pd.Series, dict]:
+    """A deal's close compared with its creation by day in the source's time zone.
+
+    Returns (closed_at, flags): a close date given without a time (or at local midnight) on the
+    creation day is set to created_at (a date, not a time before it); is_closed_before_created
+    marks a close on an earlier day than the creation (kept, flagged; never quarantined)."""
+    index = rows.raw.index
+    created = pd.to_datetime(created if isinstance(created, pd.Series) else pd.Series(pd.NaT, index=index))
+    closed = pd.to_datetime(closed if isinstance(closed, pd.Series) else pd.Series(pd.NaT, index=index))
+    created_wall, _ = _local(rows, created, ("created_at",))
+    closed_wall, date_only = _local(rows, closed, ("closed_at", "expected_close_date"))
+    both = closed.notna() & created.notna()
+    created_day, closed_day = created_wall.dt.normalize(), closed_wall.dt.normalize()
+    same_day = both & date_only & (closed_day == created_day) & (closed < created)
+    closed = closed.where(~same_day, created)
+    return closed, {"is_close_date_only": date_only & closed.notna(),
+                    "is_closed_before_created": both & (closed_day < created_day)}
 
 
 def newest(*series: pd.Series, mask: np.ndarray | None = None):
@@ -497,7 +595,8 @@ def infer_stages(file: str, pipeline: pd.Series, stage: pd.Series, kind: pd.Seri
                 stats.loc[name, ["kind", "n"]] = [kind_, 0]
         won = sorted(stats.index[stats["kind"] == "won"])
         lost = sorted(stats.index[stats["kind"] == "lost"])
-        for i, s in enumerate(order + won + lost, start=1):
+        unknown = sorted(stats.index[stats["kind"] == "unknown"])  # closed, outcome not known
+        for i, s in enumerate(order + won + unknown + lost, start=1):
             prob = stats.loc[s, "probability"] if "probability" in stats else np.nan
             rows.append((pipe, s, i, stats.loc[s, "kind"], prob))
         basis = how or ("the order deals move through them" if "pos" in keys else
@@ -505,7 +604,8 @@ def infer_stages(file: str, pipeline: pd.Series, stage: pd.Series, kind: pd.Seri
                         "the age of the deals in each stage")
         warnings.append(
             f"{file}: no stage list for pipeline '{pipe}'; stage order inferred from {basis}; "
-            f"taken as won: {', '.join(won) or 'none'}; taken as lost: {', '.join(lost) or 'none'}")
+            f"taken as won: {', '.join(won) or 'none'}; taken as lost: {', '.join(lost) or 'none'}"
+            + (f"; closed with unknown outcome: {', '.join(unknown)}" if unknown else ""))
     if not rows:
         return stages_frame([], [], [], [], [], inferred=True), warnings
     p, s, o, k, pr = zip(*rows)

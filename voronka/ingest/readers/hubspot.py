@@ -93,12 +93,12 @@ def _pipeline_stages(doc: RawJson, ctx: Context) -> tuple[pd.DataFrame, Rows]:
     kind = pd.Series("open", index=stage.index, dtype=object)
     kind[closed & (prob == 1)] = "won"
     kind[closed & (prob == 0)] = "lost"
-    rows.reject(closed & ~prob.isin([0, 1]),
-                "unknown outcome of closed stage with probability '" + rows.raw["probability"]
-                + "' (expected 1.0 for won or 0.0 for lost)")
+    # A closed stage whose probability is neither 1 nor 0: closed, outcome unknown (voronka.yaml
+    # stage_outcomes settles it).
+    kind[closed & ~prob.isin([0, 1])] = "unknown"
     good = rows.good
     frame = pd.DataFrame({"pipeline": pipeline, "stage": stage, "kind": kind, "prob": prob,
-                          "t": kind.map({"open": 0, "won": 1, "lost": 2}), "order": order,
+                          "t": kind.map({"open": 0, "won": 1, "unknown": 2, "lost": 3}), "order": order,
                           "pos": np.arange(len(stage))})[good]
     frame = frame.sort_values(["pipeline", "t", "order", "pos"])
     frame["stage_order"] = frame.groupby("pipeline").cumcount() + 1
@@ -149,7 +149,7 @@ def read_deals(table: RawTable, ctx: Context):
         stage_names = pipelines.assign(k=pipelines["pipeline"] + "\x1f" + pipelines["_stage_id"]) \
             .drop_duplicates("k").set_index("k")["stage"]
         stage = (pipeline + "\x1f" + stage.fillna("")).map(stage_names).fillna(stage)
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     close_date = rows.dates(close_col, "expected_close_date")
     close_ts = rows.timestamps(close_col, "closed_at", future=False)
     amount = rows.numbers(rows.column("Amount", "amount"), "amount")
@@ -159,8 +159,9 @@ def read_deals(table: RawTable, ctx: Context):
     is_closed = rows.bools(closed_col, "Is closed") if closed_col else None
 
     kind = _kind_by_name(stage)
-    if is_closed is not None:
-        kind = pd.Series(np.where(is_closed.fillna(False), "lost", "open"), index=stage.index, dtype=object)
+    if is_closed is not None:  # closed: won or lost by "Is Closed Won"; without it, unknown
+        closed_kind = "lost" if is_won is not None else "unknown"
+        kind = pd.Series(np.where(is_closed.fillna(False), closed_kind, "open"), index=stage.index, dtype=object)
     if is_won is not None:
         kind = kind.where(~is_won.fillna(False).astype(bool), "won")
         if is_closed is None:

@@ -6,6 +6,7 @@ exactly what is wrong with it (MappingError).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def load_mapping(path: Path) -> Mapping:
             _fail(path, f"{name}: {bad[0]!r} is not a canonical field of {table} "
                   f"(fields: {', '.join(fields)})")
     for f in REQUIRED[table]:
-        if f not in columns and not (f == "current_stage" and "current_stage" in constants):
+        if f not in columns and not (f in ("current_stage", "stage") and f in constants):
             _fail(path, f"columns: the required field {f!r} is not mapped to a column")
     dates = data.get("dates") or {}
     if not isinstance(dates, dict) or set(dates) - {"format", "dayfirst"}:
@@ -174,13 +175,13 @@ def read_mapped(path: Path, mapping_path: Path, *, timezone: str = "UTC", curren
         found = rows.column(col)
         if found is None:
             raise MappingError(f"mapping {mapping.path.name}: column {col!r} (for {f}) is not in "
-                               f"{path.name}; its columns are: {', '.join(loaded.columns[:20])}")
+                               f"{path.name}; {_closest(col, loaded.columns)}")
         cols[f] = found
     if mapping.outcome_column:
         found = rows.column(mapping.outcome_column)
         if found is None:
             raise MappingError(f"mapping {mapping.path.name}: outcome column {mapping.outcome_column!r} "
-                               f"is not in {path.name}")
+                               f"is not in {path.name}; {_closest(mapping.outcome_column, loaded.columns)}")
         cols["outcome"] = found
     if mapping.null_values:
         nulls = {v.casefold() for v in mapping.null_values}
@@ -189,6 +190,34 @@ def read_mapped(path: Path, mapping_path: Path, *, timezone: str = "UTC", curren
     if mapping.table == "stage_events":
         return _read_events(mapping, rows, cols, ctx)
     return _read_deals(mapping, rows, cols, ctx)
+
+
+def _closest(name: str, candidates, what: str = "headers") -> str:
+    """'closest headers: 'Close Date', 'Closed'' (or the first few when none is close)."""
+    candidates = [str(c) for c in candidates]
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5) or \
+        difflib.get_close_matches(name.casefold(), [c.casefold() for c in candidates], n=3, cutoff=0.5)
+    if close:
+        return f"closest {what}: " + ", ".join(repr(c) for c in close)
+    shown = ", ".join(repr(c) for c in candidates[:12])
+    return f"its {what}: {shown}" + (" …" if len(candidates) > 12 else "")
+
+
+def _unlisted_stages(mapping: Mapping, rows: Rows, pipeline: pd.Series, stage: pd.Series) -> None:
+    """A stage the file holds that the mapping does not list for its (listed) pipeline is a mapping
+    mistake (a typo, or a stage added in the CRM): one MappingError naming it, not its deals
+    quarantined."""
+    for name, spec in mapping.pipelines.items():
+        listed = spec.stages + spec.won + spec.lost
+        found = stage[(pipeline == name) & stage.notna() & rows.good]
+        unlisted = found[~found.isin(listed)].value_counts()
+        if len(unlisted):
+            first, n = unlisted.index[0], int(unlisted.iloc[0])
+            more = f" (and {len(unlisted) - 1} more stage(s))" if len(unlisted) > 1 else ""
+            raise MappingError(
+                f"mapping {mapping.path.name}: stage {first!r} ({n} row(s) of {rows.ctx.file}) is not "
+                f"listed in pipelines.{name}{more}; {_closest(first, listed, 'listed stages')} "
+                "(add it to `stages`, `won` or `lost`)")
 
 
 def _value(mapping: Mapping, rows: Rows, cols: dict, f: str) -> pd.Series:
@@ -210,7 +239,7 @@ def _read_deals(mapping: Mapping, rows: Rows, cols: dict, ctx: Context):
     if pipeline.isna().all() and "pipeline" not in cols:
         pipeline = pipeline.fillna(next(iter(mapping.pipelines), "default"))
     rows.reject(pipeline.isna(), f"missing pipeline (column {cols.get('pipeline')!r})")
-    created = _ts(mapping, rows, cols, "created_at", required=True)
+    created = _ts(mapping, rows, cols, "created_at")
     closed = _ts(mapping, rows, cols, "closed_at")
     exported = _ts(mapping, rows, cols, "exported_at") if "exported_at" in cols else None
     expected = rows.dates(cols.get("expected_close_date"), "expected_close_date", fmt=mapping.date_format,
@@ -235,8 +264,7 @@ def _read_deals(mapping: Mapping, rows: Rows, cols: dict, ctx: Context):
     else:
         outcome = stage_kind
         listed = pipeline.isin(list(mapping.pipelines))
-        rows.reject(outcome.isna() & listed, "unknown outcome: stage '" + stage.fillna("")
-                    + "' is not listed for pipeline '" + pipeline.fillna("") + "' in the mapping")
+        _unlisted_stages(mapping, rows, pipeline, stage)
         rows.reject(outcome.isna() & ~listed, "unknown pipeline '" + pipeline.fillna("")
                     + "' (not in the mapping's pipelines, so its stages' outcomes are unknown)")
     rows.reject_future(closed.where(outcome != "open"), "closed_at", cols.get("closed_at"))
@@ -282,7 +310,8 @@ def _mapping_stages(mapping: Mapping) -> pd.DataFrame:
 
 def _read_events(mapping: Mapping, rows: Rows, cols: dict, ctx: Context):
     native = rows.require(cols["native_id"], "native_id")
-    stage = rows.require(cols["stage"], "stage")
+    stage = _value(mapping, rows, cols, "stage")  # a column, or `constants: {stage: …}`
+    rows.reject(stage.isna(), f"missing stage (column {cols.get('stage')!r})")
     pipeline = _value(mapping, rows, cols, "pipeline")
     if "pipeline" not in cols and pipeline.isna().all():
         pipeline = pipeline.fillna(next(iter(mapping.pipelines), "default"))

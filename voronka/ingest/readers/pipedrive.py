@@ -131,7 +131,7 @@ def read_deals(table: RawTable, ctx: Context):
                 + f"' (column {status_col!r}; expected Open, Won or Lost)")
     pipeline = rows.text(pipeline_col).fillna("Pipeline") if pipeline_col else \
         pd.Series("Pipeline", index=native.index, dtype=object)
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     won_at = rows.timestamps(won_col, "closed_at")
     lost_at = rows.timestamps(lost_col, "closed_at")
     closed_on = rows.timestamps(closed_on_col, "closed_at")

@@ -42,10 +42,19 @@ PIPELINE = "default"
 
 
 def _outcome(rows: Rows, is_closed: pd.Series, is_won: pd.Series, closed_col: str, won_col: str) -> pd.Series:
+    """open / won / lost from IsClosed and IsWon; closed without IsWon (column absent or empty):
+    unknown (voronka.yaml stage_outcomes settles it)."""
     closed = is_closed.fillna(False).astype(bool)
     won = is_won.fillna(False).astype(bool)
     rows.reject(won & ~closed, f"unknown outcome: column {won_col!r} is true but {closed_col!r} is false")
-    return pd.Series(np.where(~closed, "open", np.where(won, "won", "lost")), index=is_closed.index, dtype=object)
+    outcome = np.where(~closed, "open", np.where(is_won.isna(), "unknown", np.where(won, "won", "lost")))
+    return pd.Series(outcome, index=is_closed.index, dtype=object)
+
+
+def _is_won(rows: Rows, won_col: str | None) -> pd.Series:
+    if won_col is None:
+        return pd.Series(pd.NA, index=rows.raw.index, dtype="boolean")
+    return rows.bools(won_col, "IsWon")
 
 
 def _first_filled(a: pd.Series, b: pd.Series) -> pd.Series:
@@ -67,16 +76,16 @@ def _stage_table(table: RawTable, ctx: Context) -> tuple[pd.DataFrame, Rows]:
     rows = Rows(table, ctx)
     label_col = rows.column("MasterLabel", "ApiName", required=True, field="stage")
     closed_col = rows.column("IsClosed", required=True)
-    won_col = rows.column("IsWon", required=True)
+    won_col = rows.column("IsWon")
     stage = rows.require(label_col, "stage")
     sort = rows.numbers(rows.column("SortOrder"), "SortOrder", negative_ok=True)
     prob = rows.numbers(rows.column("DefaultProbability"), "crm_probability")
     rows.reject(prob > 100, "crm_probability '" + prob.astype(str) + "' above 100 (column 'DefaultProbability')")
-    kind = _outcome(rows, rows.bools(closed_col, "IsClosed"), rows.bools(won_col, "IsWon"), closed_col, won_col)
+    kind = _outcome(rows, rows.bools(closed_col, "IsClosed"), _is_won(rows, won_col), closed_col, won_col)
     rows.reject_duplicates(stage, label_col)
     good = rows.good
     frame = pd.DataFrame({"stage": stage, "kind": kind, "prob": prob / 100,
-                          "t": kind.map({"open": 0, "won": 1, "lost": 2}), "sort": sort,
+                          "t": kind.map({"open": 0, "won": 1, "unknown": 2, "lost": 3}), "sort": sort,
                           "pos": np.arange(len(stage)), "_row_number": table.row_numbers})[good]
     frame = frame.sort_values(["t", "sort", "pos"])
     frame["stage_order"] = np.arange(1, len(frame) + 1)
@@ -109,26 +118,23 @@ def read_opportunities(table: RawTable, ctx: Context):
     stage_col = rows.column("StageName", required=True, field="current_stage")
     created_col = rows.column("CreatedDate", required=True, field="created_at")
     closed_col = rows.column("IsClosed", required=True, field="outcome")
-    won_col = rows.column("IsWon", required=True, field="outcome")
+    won_col = rows.column("IsWon")
     close_col = rows.column("CloseDate")
     prob_col = rows.column("Probability", mark=False)
     modified_col = rows.column("LastModifiedDate", "SystemModstamp")
     native = rows.require(id_col, "native_id")
     stage = rows.require(stage_col, "current_stage")
     _reject_deleted(rows)
-    created = rows.timestamps(created_col, "created_at", required=True)
+    created = rows.timestamps(created_col, "created_at")
     close_date = rows.dates(close_col, "expected_close_date")
     amount = rows.numbers(rows.column("Amount"), "amount")
     prob = textfile.parse_numbers(rows.raw[prob_col])[0] / 100 if prob_col else None
     modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
-    outcome = _outcome(rows, rows.bools(closed_col, "IsClosed"), rows.bools(won_col, "IsWon"),
-                       closed_col, won_col)
+    outcome = _outcome(rows, rows.bools(closed_col, "IsClosed"), _is_won(rows, won_col), closed_col, won_col)
+    # CloseDate is a day: deals_frame compares it with CreatedDate by day in the org's time zone
+    # (a close on the creation day is at the creation, not at that day's midnight before it).
     closed_at = close_date.where(outcome != "open")
-    # CloseDate is a day: a deal closed on the day it was created closed after its creation,
-    # not at that day's midnight before it.
-    same_day = closed_at.notna() & (closed_at == created.dt.normalize()) & (closed_at < created)
-    closed_at = closed_at.where(~same_day, created)
     rows.reject_future(closed_at, "closed_at", close_col)
     rows.reject_duplicates(native, id_col)
     good = rows.good.to_numpy()

@@ -1,0 +1,98 @@
+"""Closed deals whose outcome the CRM does not say: settled by voronka.yaml `stage_outcomes`.
+
+A deal the CRM marks closed (CLOSED=Y, IsClosed, a closed stage) in a stage that is neither won
+nor lost ('Выдано', 'Отложенные', a Bitrix24 stage without STAGE_SEMANTIC_ID, a Salesforce
+IsClosed without IsWon) is loaded with outcome `unknown`. `stage_outcomes` in voronka.yaml names
+the outcome of such stages per pipeline (`"*"`: any pipeline):
+
+    stage_outcomes:
+      "*": {Выдано: won, Отказ клиента: lost}
+      Leasing: {Отложенные: lost}
+
+A few common names are settled without being configured (DEFAULT_STAGE_OUTCOMES); the
+configuration wins over them, a pipeline's own entry over "*". Only unknown outcomes (and stages
+of kind unknown) are settled: what the CRM says is never overridden.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+SETTLED_OUTCOMES = ("won", "lost", "open")
+ANY_PIPELINE = "*"
+
+# Stage names (compared case- and spacing-blind) whose outcome is clear in any CRM.
+DEFAULT_STAGE_OUTCOMES = {
+    **dict.fromkeys(("выдано", "выдан", "оплачено", "оплачен", "сделка успешна", "успешно реализовано",
+                     "успешно", "выиграна", "closed won", "won", "closed - won"), "won"),
+    **dict.fromkeys(("отказ", "отказано", "не реализовано", "закрыто и не реализовано", "сделка провалена",
+                     "провалена", "проиграна", "closed lost", "lost", "closed - lost"), "lost"),
+}
+
+
+def _norm(name) -> str:
+    return re.sub(r"\s+", " ", str(name)).strip().casefold().replace("ё", "е")
+
+
+def validate(data, source: str = "voronka.yaml") -> dict:
+    """`stage_outcomes` as {pipeline: {normalised stage: outcome}}; ValueError naming the entry."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("stage_outcomes must map pipelines (or \"*\") to {stage: won|lost|open}")
+    rules = {}
+    for pipeline, stages in data.items():
+        if not isinstance(stages, dict):
+            raise ValueError(f"stage_outcomes.{pipeline} must map stage names to won, lost or open")
+        for stage, outcome in stages.items():
+            if str(outcome).strip().lower() not in SETTLED_OUTCOMES:
+                raise ValueError(f"stage_outcomes.{pipeline}.{stage}: {outcome!r} is not won, lost or open")
+            rules.setdefault(str(pipeline), {})[_norm(stage)] = str(outcome).strip().lower()
+    return rules
+
+
+def settled(pipeline: pd.Series, stage: pd.Series, rules: dict) -> pd.Series:
+    """The outcome rules and defaults give each (pipeline, stage); None where none does."""
+    key = stage.map(_norm)
+    out = key.map(DEFAULT_STAGE_OUTCOMES)
+    for scope in (ANY_PIPELINE, *[p for p in rules if p != ANY_PIPELINE]):
+        table = rules.get(scope) or {}
+        if not table:
+            continue
+        applies = pd.Series(True, index=stage.index) if scope == ANY_PIPELINE else pipeline.astype(str).eq(scope)
+        found = key.map(table)
+        out = out.where(~(applies & found.notna()), found)
+    return out.astype(object).where(out.notna(), None)
+
+
+def settle_deals(deals: pd.DataFrame, rules: dict) -> pd.DataFrame:
+    """Deals with outcome unknown whose stage the rules (or defaults) settle get that outcome; a
+    deal settled as open loses its closed_at."""
+    unknown = deals["outcome"].eq("unknown")
+    if not unknown.any():
+        return deals
+    outcome = settled(deals.loc[unknown, "pipeline"], deals.loc[unknown, "current_stage"], rules)
+    outcome = outcome[outcome.notna()]
+    if outcome.empty:
+        return deals
+    deals = deals.copy()
+    deals.loc[outcome.index, "outcome"] = outcome
+    reopened = outcome.index[outcome.eq("open").to_numpy()]
+    deals.loc[reopened, "closed_at"] = pd.NaT
+    return deals
+
+
+def settle_stages(stages: pd.DataFrame, rules: dict) -> pd.DataFrame:
+    """Stages of kind unknown that the rules (or defaults) settle get that kind."""
+    unknown = stages["kind"].eq("unknown")
+    if not unknown.any():
+        return stages
+    kind = settled(stages.loc[unknown, "pipeline"], stages.loc[unknown, "stage"], rules)
+    kind = kind[kind.notna()]
+    if kind.empty:
+        return stages
+    stages = stages.copy()
+    stages.loc[kind.index, "kind"] = kind
+    return stages
