@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 from scipy.stats import norm
-from test_dbt_models import invoke_dbt
+from test_dbt_models import invoke_dbt, with_deal_flags
 
 from voronka.ingest.loader import load_files
 from voronka.simulator.canonical_writer import write_canonical
@@ -44,6 +44,7 @@ def company(tmp_path_factory):
     con = duckdb.connect(str(root / "warehouse.duckdb"))
     try:
         results = load_files(con, files)
+        with_deal_flags(con)
     finally:
         con.close()
     assert all(r.status == "loaded" for r in results), [r.as_dict() for r in results]
