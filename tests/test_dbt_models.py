@@ -12,7 +12,8 @@ The data (as of 2026-03-15 12:00, reporting USD; EUR quoted in USD):
     s5  USD 3000  lead 02-01, meeting 02-20, won 03-20 (after as_of)                      open as of as_of
     s6  USD  700  created 03-16 (after as_of)                                             does not exist yet
     s7  EUR 1000  lead 03-01, meeting 03-02, meeting 03-02 12:00 (same stay, re-exported)  open (→ 1250 at 1.25)
-    s8  USD  100  created 03-05, no stage events, current_stage lead                     open (never entered)
+    s8  USD  100  created 03-05, no stage events, current_stage lead                     open (reached lead)
+    s9  USD   50  created 02-01, lead 02-01, deleted in the CRM (is_deleted)              in no mart
 
     pipeline renewals: review(1, .5) → negotiation(2, .8) → renewed(3) | churned(4)
     r1  USD 4000  review 2025-12-01, negotiation 12-15, renewed 2026-01-10                 won
@@ -135,6 +136,13 @@ def load_raw(path: Path) -> None:
         con.executemany("insert into raw.fx_rates values (?, 'EUR', 'USD', ?)", FX)
         con.executemany("insert into raw.targets values (?, ?, ?, null, ?, ?)", TARGETS)
         con.execute("insert into raw.marketing_spend values ('2026-01', 'web', 500, 'USD')")
+        # s9: a deal the CRM deleted (the loader flags it): in raw, in no mart and not for the models
+        con.execute(
+            "insert into raw.deals (deal_key, source_system, native_id, pipeline, amount, currency, created_at, "
+            "outcome, current_stage, exported_at, is_deleted) values ('crm:s9', 'crm', 's9', 'sales', 50, 'USD', "
+            "'2026-02-01 00:00:00', 'open', 'lead', '2026-03-25 00:00:00', true)")
+        con.execute("insert into raw.stage_events values ('e999', 'crm:s9', 'sales', 'lead', '2026-02-01 00:00:00', "
+                    "'history', 'events.csv')")
         with_deal_flags(con)
     finally:
         con.close()
@@ -325,6 +333,39 @@ def test_targets(usd):
     for key, (grain, amount) in expected.items():
         assert got[key][0] == grain
         assert got[key][1] == pytest.approx(amount), key
+
+
+def test_scoped_targets_for_the_forecast(usd):
+    """ann's Q1 target (owner-scoped) with what she booked: s1 1000, s2 EUR 2000 at its close
+    date's 1.20 = 2400 and r1 4000 (every deal is ann's), as mart_bookings converts them."""
+    from orchestration.assets.forecast import _scoped
+
+    targets, booked = _scoped(usd, datetime(2026, 3, 15, 12))
+    assert targets[["period", "pipeline", "owner"]].values.tolist() == [["2026-Q1", "all", "ann"]]
+    assert targets["segment"].isna().all() and targets["target_amount_reporting"].tolist() == [999.0]
+    assert booked["won_amount_reporting"].tolist() == [pytest.approx(7400.0)]
+    assert rows(usd, "select won_deals from main.mart_scoped_targets") == [(3,)]
+
+
+def test_the_models_read_the_ml_marts_not_raw(usd):
+    """canonical_frames: every deal but the deleted s9 (s6, created after as_of, too: the models
+    cut at their own dates), amounts at the as_of date's rate from dbt (s2: EUR 2000 x 1.25, not
+    its close date's 1.20), s9's events left out, the stages with ml/'s column names."""
+    from voronka.warehouse_reads import StaleMartsError, canonical_frames
+
+    frames = canonical_frames(usd, datetime(2026, 3, 15, 12))
+    deals = frames["deals"].set_index("deal_key")
+    assert sorted(deals.index) == sorted(f"crm:{d[0]}" for d in DEALS)
+    assert deals.loc["crm:s2", "amount_reporting"] == pytest.approx(2500.0)
+    assert deals.loc["crm:s7", "amount_reporting"] == pytest.approx(1250.0)
+    assert deals.loc["crm:s1", "amount_reporting"] == pytest.approx(1000.0)
+    assert not deals[["is_close_date_only", "is_closed_before_created", "is_created_at_missing"]].any().any()
+    events = frames["stage_events"]
+    assert len(events) == len(EVENTS) and "crm:s9" not in set(events["deal_key"])
+    assert list(frames["pipeline_stages"].columns) == ["pipeline", "stage", "stage_order", "kind", "crm_probability"]
+    assert len(frames["pipeline_stages"]) == len(STAGES)
+    with pytest.raises(StaleMartsError, match="built as of 2026-03-15"):
+        canonical_frames(usd, datetime(2026, 1, 1))
 
 
 def test_reporting_currency_is_a_var_and_as_of_defaults_to_the_newest_raw_time(built):
