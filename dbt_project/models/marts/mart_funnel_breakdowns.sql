@@ -197,6 +197,8 @@ unknown_stage_rows as (
         {{ dbt.cast('null', type_double()) }} as mean_days_in_stage_closed
     from breakdown_groups
     where lost_at_unknown_stage > 0
+        -- a pipeline without known stages has no funnel at all
+        and pipeline in (select pipeline from funnel_stages)
 ),
 
 final as (

@@ -111,6 +111,8 @@ unknown_stage_rows as (
         closed_unknown_deals
     from pipeline_counts
     where lost_at_unknown_stage > 0
+        -- a pipeline without known stages has no funnel at all
+        and pipeline in (select pipeline from funnel_stages)
 ),
 
 final as (
