@@ -527,3 +527,72 @@ def test_time_travel_pipeline_then_and_the_waterfall(built):
     }
     for step, want in expected.items():
         assert waterfall[step] == pytest.approx(want), step
+
+
+# ---------------------------------------------------------------- real exports: no history, unknown outcomes
+
+def test_deals_without_history_and_unknown_outcomes_count(tmp_path):
+    """A real export's shape (issue 13): deal lists without stage history, a closed stage with no
+    known outcome, a date-only close dated before the creation. As of 2026-03-15 12:00, pipeline
+    p = lead(1) meeting(2) won(3) lost(4) issued(5, outcome unknown):
+
+        b1  lost, export stage 'lost', only the loader's snapshot event into lost  -> lost at no known stage
+        b2  lost, export stage meeting (the CRM keeps it), no events               -> lost at meeting
+        b3  won, no events                                                         -> passed every stage
+        b4  closed in 'issued' (outcome unknown), no events                        -> closed, outcome unknown
+        b5  open, lead 03-01                                                       -> the open pipeline
+        b6  won, close dated 03-01 (date only), created 03-02 10:00                -> cycle 0, flagged
+
+    created 6; reached lead 6 (every deal), meeting 3 (b2, and b3 b6 won), won 2; lost at meeting 1,
+    at an unknown stage 1; win rate of March 2 / (2 + 2): b4 is neither."""
+    warehouse = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(warehouse))
+    try:
+        ensure_raw_schema(con)
+        con.executemany("insert into raw.pipeline_stages values ('p', ?, ?, ?, null)", [
+            ("lead", 1, "open"), ("meeting", 2, "open"), ("won", 3, "won"), ("lost", 4, "lost"),
+            ("issued", 5, "unknown")])
+        deals = [  # native_id, created_at, closed_at, outcome, current_stage
+            ("b1", "2026-03-01 00:00:00", "2026-03-05 00:00:00", "lost", "lost"),
+            ("b2", "2026-03-01 00:00:00", "2026-03-06 00:00:00", "lost", "meeting"),
+            ("b3", "2026-03-01 00:00:00", "2026-03-04 00:00:00", "won", "won"),
+            ("b4", "2026-03-01 00:00:00", "2026-03-07 00:00:00", "unknown", "issued"),
+            ("b5", "2026-03-01 00:00:00", None, "open", "lead"),
+            ("b6", "2026-03-02 10:00:00", "2026-03-01 00:00:00", "won", "won"),
+        ]
+        for nid, created, closed, outcome, stage in deals:
+            con.execute(
+                "insert into raw.deals (deal_key, source_system, native_id, pipeline, amount, currency, created_at, "
+                "closed_at, outcome, current_stage, exported_at) values (?, 'crm', ?, 'p', 100, 'USD', ?, ?, ?, ?, "
+                "'2026-03-15 00:00:00')", [f"crm:{nid}", nid, created, closed, outcome, stage])
+        con.executemany("insert into raw.stage_events values (?, ?, 'p', ?, ?, ?, 'deals.csv')", [
+            ("snap-b1", "crm:b1", "lost", "2026-03-05 00:00:00", "snapshot_diff"),
+            ("e-b5", "crm:b5", "lead", "2026-03-01 00:00:00", "history")])
+        with_deal_flags(con)
+        con.execute("update raw.deals set is_close_date_only = true, is_closed_before_created = true "
+                    "where deal_key = 'crm:b6'")
+    finally:
+        con.close()
+    run = invoke_dbt(["build", "--select", "+mart_stage_losses", "+mart_win_rates", "+mart_pipeline_snapshot"],
+                     warehouse, tmp_path, as_of="2026-03-15 12:00:00", reporting_currency="USD")
+    assert run.success, f"{run.exception} {[k for k, v in run.statuses.items() if v not in ('success', 'pass')]}"
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        funnel = {s: r for s, *r in rows(con, """
+            select stage, stage_order, reached, lost_here, created_deals, closed_unknown_deals
+            from main.mart_funnel_conversion""")}
+        assert funnel == {"lead": [1, 6, 0, 6, 1], "meeting": [2, 3, 1, 6, 1], "won": [3, 2, 0, 6, 1],
+                          "(stage unknown)": [None, None, 1, 6, 1]}
+        assert rows(con, "select stage, lost_deals, drop_off_rate from main.mart_stage_losses order by stage") == [
+            ("(stage unknown)", 1, None), ("meeting", 1, pytest.approx(1 / 3))]
+        assert rows(con, "select won_deals, lost_deals, win_rate, deals from main.mart_win_rates where pipeline = 'p' "
+                         "and basis = 'close_period' and period = '2026-03'") == [(2, 2, 0.5, 4)]
+        assert rows(con, "select deal_key from main.mart_pipeline_snapshot") == [("crm:b5",)]
+        facts = {k: r for k, *r in rows(con, """
+            select deal_key, status_as_of, lost_at_stage, sales_cycle_days, is_closed_before_created
+            from main.fct_deals""")}
+        assert facts["crm:b4"] == ["unknown", None, None, False]
+        assert facts["crm:b6"] == ["won", None, 0.0, True]
+        assert facts["crm:b2"][1] == "meeting" and facts["crm:b1"][1] is None
+    finally:
+        con.close()
