@@ -594,5 +594,13 @@ def test_deals_without_history_and_unknown_outcomes_count(tmp_path):
         assert facts["crm:b4"] == ["unknown", None, None, False]
         assert facts["crm:b6"] == ["won", None, 0.0, True]
         assert facts["crm:b2"][1] == "meeting" and facts["crm:b1"][1] is None
+        # the report's funnel: both lost deals counted, the closed-unknown one said
+        from voronka.report.data import report_data
+        from voronka.report.render import render_report
+
+        data = report_data(con)
+        shown = data["funnel"]["pipelines"][0]
+        assert (shown["created"], shown["won"], shown["lost"], shown["closed_unknown"]) == (6, 2, 2, 1)
+        assert "closed, outcome unknown 1" in render_report(data)
     finally:
         con.close()

@@ -353,7 +353,8 @@ def funnels(con, top_reasons: int = 5) -> dict:
         rows = []
         for s in _records(stages):
             s["drop_off"] = (s["lost_here"] / s["reached"]) if s.get("reached") else None
-            s["reached_share"] = (s["reached"] / first_reached) if first_reached else None
+            # the '(stage unknown)' row (deals lost at no known stage) has lost_here only
+            s["reached_share"] = (s["reached"] / first_reached) if first_reached and s.get("reached") is not None else None
             s["top_reason"], s["top_reason_deals"] = None, None
             if lost_here is not None and s.get("lost_here"):
                 at_stage = lost_here[lost_here["stage"] == s["stage"]] \
@@ -377,6 +378,9 @@ def funnels(con, top_reasons: int = 5) -> dict:
             "created": _created(stages),
             "won": int(won_rows["reached"].iloc[0]) if len(won_rows) else None,
             "lost": lost_total,
+            # closed, but neither won nor lost (a closed stage of unknown outcome); older marts lack it
+            "closed_unknown": (int(stages["closed_unknown_deals"].iloc[0])
+                               if "closed_unknown_deals" in stages and len(stages) else None),
             "lost_reasons": reasons,
         })
     return {"available": True, "note": None, "pipelines": pipelines,
