@@ -12,7 +12,8 @@ The data (as of 2026-03-15 12:00, reporting USD; EUR quoted in USD):
     s5  USD 3000  lead 02-01, meeting 02-20, won 03-20 (after as_of)                      open as of as_of
     s6  USD  700  created 03-16 (after as_of)                                             does not exist yet
     s7  EUR 1000  lead 03-01, meeting 03-02, meeting 03-02 12:00 (same stay, re-exported)  open (→ 1250 at 1.25)
-    s8  USD  100  created 03-05, no stage events, current_stage lead                     open (never entered)
+    s8  USD  100  created 03-05, no stage events, current_stage lead                     open (reached lead)
+    s9  USD   50  created 02-01, lead 02-01, deleted in the CRM (is_deleted)              in no mart
 
     pipeline renewals: review(1, .5) → negotiation(2, .8) → renewed(3) | churned(4)
     r1  USD 4000  review 2025-12-01, negotiation 12-15, renewed 2026-01-10                 won
@@ -102,6 +103,18 @@ TARGETS = [
 ]
 
 
+# The loader's flags on raw.deals (contract of issue 13; voronka.ingest.canonical.DEAL_FLAGS):
+# never null. Added here for warehouses whose schema does not carry them yet.
+DEAL_FLAG_COLUMNS = ("is_close_date_only", "is_closed_before_created", "is_created_at_missing")
+
+
+def with_deal_flags(con: duckdb.DuckDBPyConnection) -> None:
+    """raw.deals with the three flags, false where not set."""
+    for column in DEAL_FLAG_COLUMNS:
+        con.execute(f"alter table raw.deals add column if not exists {column} boolean")
+        con.execute(f"update raw.deals set {column} = false where {column} is null")
+
+
 def load_raw(path: Path) -> None:
     con = duckdb.connect(str(path))
     try:
@@ -125,6 +138,14 @@ def load_raw(path: Path) -> None:
         con.executemany("insert into raw.fx_rates values (?, 'EUR', 'USD', ?)", FX)
         con.executemany("insert into raw.targets values (?, ?, ?, null, ?, ?)", TARGETS)
         con.execute("insert into raw.marketing_spend values ('2026-01', 'web', 500, 'USD')")
+        # s9: a deal the CRM deleted (the loader flags it): in raw, in no mart and not for the models
+        con.execute(
+            "insert into raw.deals (deal_key, source_system, native_id, pipeline, amount, currency, created_at, "
+            "outcome, current_stage, exported_at, is_deleted) values ('crm:s9', 'crm', 's9', 'sales', 50, 'USD', "
+            "'2026-02-01 00:00:00', 'open', 'lead', '2026-03-25 00:00:00', true)")
+        con.execute("insert into raw.stage_events values ('e999', 'crm:s9', 'sales', 'lead', '2026-02-01 00:00:00', "
+                    "'history', 'events.csv')")
+        with_deal_flags(con)
     finally:
         con.close()
 
@@ -241,14 +262,15 @@ def test_funnel_conversion(usd):
     got = {(p, s): r for p, s, *r in rows(usd, """
         select pipeline, stage, stage_order, reached, step_conversion, cumulative_conversion, lost_here
         from main.mart_funnel_conversion""")}
-    # sales: created by as_of = s1 s2 s3 s4 s5 s7 s8 = 7 (s8 never entered a stage).
-    # lead: s1 s2 s3 s4 s5 s7 = 6; meeting: s1 s2 (skipped) s3 s4 s5 s7 = 6 (s3 moved back: still 1);
+    # sales: created by as_of = s1 s2 s3 s4 s5 s7 s8 = 7 (s8 has no stage events: it reached the
+    # stage its export names, lead: every deal reached at least the first stage).
+    # lead: all 7; meeting: s1 s2 (skipped) s3 s4 s5 s7 = 6 (s3 moved back: still 1);
     # proposal: s1 s2 s4 = 3; won by as_of: s1 s2 = 2 (s5 wins after as_of). Lost: s3 at lead
     # (its last open stay before the loss); s4 was lost but is open again, so not lost as of as_of.
     # renewals: created 3; review 3, negotiation r1 r3 = 2, renewed r1 = 1; r2 lost at review.
     expected = {
-        ("sales", "lead"): [1, 6, None, 6 / 7, 1],
-        ("sales", "meeting"): [2, 6, 1.0, 6 / 7, 0],
+        ("sales", "lead"): [1, 7, None, 1.0, 1],
+        ("sales", "meeting"): [2, 6, 6 / 7, 6 / 7, 0],
         ("sales", "proposal"): [3, 3, 0.5, 3 / 7, 0],
         ("sales", "won"): [4, 2, 2 / 3, 2 / 7, 0],
         ("renewals", "review"): [1, 3, None, 1.0, 1],
@@ -313,6 +335,39 @@ def test_targets(usd):
     for key, (grain, amount) in expected.items():
         assert got[key][0] == grain
         assert got[key][1] == pytest.approx(amount), key
+
+
+def test_scoped_targets_for_the_forecast(usd):
+    """ann's Q1 target (owner-scoped) with what she booked: s1 1000, s2 EUR 2000 at its close
+    date's 1.20 = 2400 and r1 4000 (every deal is ann's), as mart_bookings converts them."""
+    from orchestration.assets.forecast import _scoped
+
+    targets, booked = _scoped(usd, datetime(2026, 3, 15, 12))
+    assert targets[["period", "pipeline", "owner"]].values.tolist() == [["2026-Q1", "all", "ann"]]
+    assert targets["segment"].isna().all() and targets["target_amount_reporting"].tolist() == [999.0]
+    assert booked["won_amount_reporting"].tolist() == [pytest.approx(7400.0)]
+    assert rows(usd, "select won_deals from main.mart_scoped_targets") == [(3,)]
+
+
+def test_the_models_read_the_ml_marts_not_raw(usd):
+    """canonical_frames: every deal but the deleted s9 (s6, created after as_of, too: the models
+    cut at their own dates), amounts at the as_of date's rate from dbt (s2: EUR 2000 x 1.25, not
+    its close date's 1.20), s9's events left out, the stages with ml/'s column names."""
+    from voronka.warehouse_reads import StaleMartsError, canonical_frames
+
+    frames = canonical_frames(usd, datetime(2026, 3, 15, 12))
+    deals = frames["deals"].set_index("deal_key")
+    assert sorted(deals.index) == sorted(f"crm:{d[0]}" for d in DEALS)
+    assert deals.loc["crm:s2", "amount_reporting"] == pytest.approx(2500.0)
+    assert deals.loc["crm:s7", "amount_reporting"] == pytest.approx(1250.0)
+    assert deals.loc["crm:s1", "amount_reporting"] == pytest.approx(1000.0)
+    assert not deals[["is_close_date_only", "is_closed_before_created", "is_created_at_missing"]].any().any()
+    events = frames["stage_events"]
+    assert len(events) == len(EVENTS) and "crm:s9" not in set(events["deal_key"])
+    assert list(frames["pipeline_stages"].columns) == ["pipeline", "stage", "stage_order", "kind", "crm_probability"]
+    assert len(frames["pipeline_stages"]) == len(STAGES)
+    with pytest.raises(StaleMartsError, match="built as of 2026-03-15"):
+        canonical_frames(usd, datetime(2026, 1, 1))
 
 
 def test_reporting_currency_is_a_var_and_as_of_defaults_to_the_newest_raw_time(built):
@@ -418,7 +473,7 @@ def test_win_rates_losses_and_cac(usd):
     losses = rows(usd, "select pipeline, stage, lost_reason, lost_deals, drop_off_rate from main.mart_stage_losses "
                        "order by 1")
     assert losses == [("renewals", "review", "price", 1, pytest.approx(1 / 3)),
-                      ("sales", "lead", "price", 1, pytest.approx(1 / 6))]
+                      ("sales", "lead", "price", 1, pytest.approx(1 / 7))]  # lead reached by all 7
     # January: web spent 500 and won r1 (its lead source is web): CAC 500; no margin configured.
     assert rows(usd, "select spend_month, lead_source, spend_reporting, won_deals, cac_reporting, payback_months "
                      "from main.mart_cac_payback order by lead_source") == [
@@ -474,3 +529,80 @@ def test_time_travel_pipeline_then_and_the_waterfall(built):
     }
     for step, want in expected.items():
         assert waterfall[step] == pytest.approx(want), step
+
+
+# ---------------------------------------------------------------- real exports: no history, unknown outcomes
+
+def test_deals_without_history_and_unknown_outcomes_count(tmp_path):
+    """A real export's shape (issue 13): deal lists without stage history, a closed stage with no
+    known outcome, a date-only close dated before the creation. As of 2026-03-15 12:00, pipeline
+    p = lead(1) meeting(2) won(3) lost(4) issued(5, outcome unknown):
+
+        b1  lost, export stage 'lost', only the loader's snapshot event into lost  -> lost at no known stage
+        b2  lost, export stage meeting (the CRM keeps it), no events               -> lost at meeting
+        b3  won, no events                                                         -> passed every stage
+        b4  closed in 'issued' (outcome unknown), no events                        -> closed, outcome unknown
+        b5  open, lead 03-01                                                       -> the open pipeline
+        b6  won, close dated 03-01 (date only), created 03-02 10:00                -> cycle 0, flagged
+
+    created 6; reached lead 6 (every deal), meeting 3 (b2, and b3 b6 won), won 2; lost at meeting 1,
+    at an unknown stage 1; win rate of March 2 / (2 + 2): b4 is neither."""
+    warehouse = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(warehouse))
+    try:
+        ensure_raw_schema(con)
+        con.executemany("insert into raw.pipeline_stages values ('p', ?, ?, ?, null)", [
+            ("lead", 1, "open"), ("meeting", 2, "open"), ("won", 3, "won"), ("lost", 4, "lost"),
+            ("issued", 5, "unknown")])
+        deals = [  # native_id, created_at, closed_at, outcome, current_stage
+            ("b1", "2026-03-01 00:00:00", "2026-03-05 00:00:00", "lost", "lost"),
+            ("b2", "2026-03-01 00:00:00", "2026-03-06 00:00:00", "lost", "meeting"),
+            ("b3", "2026-03-01 00:00:00", "2026-03-04 00:00:00", "won", "won"),
+            ("b4", "2026-03-01 00:00:00", "2026-03-07 00:00:00", "unknown", "issued"),
+            ("b5", "2026-03-01 00:00:00", None, "open", "lead"),
+            ("b6", "2026-03-02 10:00:00", "2026-03-01 00:00:00", "won", "won"),
+        ]
+        for nid, created, closed, outcome, stage in deals:
+            con.execute(
+                "insert into raw.deals (deal_key, source_system, native_id, pipeline, amount, currency, created_at, "
+                "closed_at, outcome, current_stage, exported_at) values (?, 'crm', ?, 'p', 100, 'USD', ?, ?, ?, ?, "
+                "'2026-03-15 00:00:00')", [f"crm:{nid}", nid, created, closed, outcome, stage])
+        con.executemany("insert into raw.stage_events values (?, ?, 'p', ?, ?, ?, 'deals.csv')", [
+            ("snap-b1", "crm:b1", "lost", "2026-03-05 00:00:00", "snapshot_diff"),
+            ("e-b5", "crm:b5", "lead", "2026-03-01 00:00:00", "history")])
+        with_deal_flags(con)
+        con.execute("update raw.deals set is_close_date_only = true, is_closed_before_created = true "
+                    "where deal_key = 'crm:b6'")
+    finally:
+        con.close()
+    run = invoke_dbt(["build", "--select", "+mart_stage_losses", "+mart_win_rates", "+mart_pipeline_snapshot"],
+                     warehouse, tmp_path, as_of="2026-03-15 12:00:00", reporting_currency="USD")
+    assert run.success, f"{run.exception} {[k for k, v in run.statuses.items() if v not in ('success', 'pass')]}"
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        funnel = {s: r for s, *r in rows(con, """
+            select stage, stage_order, reached, lost_here, created_deals, closed_unknown_deals
+            from main.mart_funnel_conversion""")}
+        assert funnel == {"lead": [1, 6, 0, 6, 1], "meeting": [2, 3, 1, 6, 1], "won": [3, 2, 0, 6, 1],
+                          "(stage unknown)": [None, None, 1, 6, 1]}
+        assert rows(con, "select stage, lost_deals, drop_off_rate from main.mart_stage_losses order by stage") == [
+            ("(stage unknown)", 1, None), ("meeting", 1, pytest.approx(1 / 3))]
+        assert rows(con, "select won_deals, lost_deals, win_rate, deals from main.mart_win_rates where pipeline = 'p' "
+                         "and basis = 'close_period' and period = '2026-03'") == [(2, 2, 0.5, 4)]
+        assert rows(con, "select deal_key from main.mart_pipeline_snapshot") == [("crm:b5",)]
+        facts = {k: r for k, *r in rows(con, """
+            select deal_key, status_as_of, lost_at_stage, sales_cycle_days, is_closed_before_created
+            from main.fct_deals""")}
+        assert facts["crm:b4"] == ["unknown", None, None, False]
+        assert facts["crm:b6"] == ["won", None, 0.0, True]
+        assert facts["crm:b2"][1] == "meeting" and facts["crm:b1"][1] is None
+        # the report's funnel: both lost deals counted, the closed-unknown one said
+        from voronka.report.data import report_data
+        from voronka.report.render import render_report
+
+        data = report_data(con)
+        shown = data["funnel"]["pipelines"][0]
+        assert (shown["created"], shown["won"], shown["lost"], shown["closed_unknown"]) == (6, 2, 2, 1)
+        assert "closed, outcome unknown 1" in render_report(data)
+    finally:
+        con.close()

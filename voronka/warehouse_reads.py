@@ -62,32 +62,35 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     ).fetchone()[0])
 
 
-# The dbt models canonical_frames reads besides the raw tables (assets that call it depend on them).
-CANONICAL_FRAME_MODELS = ["int_fx_rates_triangulated", "int_stage_events"]
+# The dbt marts canonical_frames reads: the one contract between dbt and the Python models
+# (assets that call it depend on them; nothing in Python reads raw.* or the FX rates for modelling).
+CANONICAL_FRAME_MODELS = ["ml_deals", "ml_stage_events", "ml_pipeline_stages"]
+
+
+class StaleMartsError(ValueError):
+    """The ML marts were built as of another date than the run asks for: their amounts would be
+    at another date's FX rates."""
 
 
 def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, pd.DataFrame]:
-    """deals (with amount_reporting at the as-of date's FX rate), stage_events (with creation
-    events settled, int_stage_events) and pipeline_stages, as the models read them. Needs the dbt
-    models CANONICAL_FRAME_MODELS to be built.
+    """The model inputs from the dbt marts CANONICAL_FRAME_MODELS (built as of `as_of`):
+
+    - deals: ml_deals, every deal without the deleted/merged ones, amount_reporting at the as-of
+      date's FX rate;
+    - stage_events: ml_stage_events (deal_key, pipeline, stage, entered_at), creation events
+      settled, for those deals only;
+    - pipeline_stages: ml_pipeline_stages as ml/ names the columns (stage_kind as `kind`).
 
     Ordered: DuckDB returns rows in whatever order its threads finish, and the models' seeded
     sampling picks rows by position, so without an order the same warehouse trained different
     models from run to run."""
-    as_of_date = as_of.date().isoformat()
-    deals = con.execute(
-        """
-        select d.*, cast(d.amount as double) * fx.rate_to_reporting as amount_reporting
-        from raw.deals d
-        left join main.int_fx_rates_triangulated fx
-          on fx.currency = d.currency
-         and cast(? as date) >= fx.valid_from
-         and (fx.valid_to is null or cast(? as date) < fx.valid_to)
-        order by d.deal_key
-        """,
-        [as_of_date, as_of_date],
-    ).df()
-    events = con.execute("select deal_key, pipeline, stage, entered_at from main.int_stage_events "
-                         "order by deal_key, entered_at, pipeline, stage").df()
-    stages = con.execute("select * from raw.pipeline_stages order by pipeline, stage_order, stage").df()
+    deals = con.execute("select * from main.ml_deals order by deal_key").df()
+    built = deals["as_of"].iloc[0] if len(deals) else None
+    if built is not None and pd.Timestamp(built).date() != pd.Timestamp(as_of).date():
+        raise StaleMartsError(f"main.ml_deals was built as of {pd.Timestamp(built)}, not {as_of}: "
+                              "build the dbt models as of the same time first")
+    events = con.execute("select deal_key, pipeline, stage, entered_at from main.ml_stage_events "
+                         "order by deal_key, entered_at, pipeline, stage, event_key").df()
+    stages = con.execute("select pipeline, stage, stage_order, stage_kind as kind, crm_probability "
+                         "from main.ml_pipeline_stages order by pipeline, stage_order, stage").df()
     return {"deals": deals, "stage_events": events, "pipeline_stages": stages}

@@ -75,3 +75,12 @@
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 {%- endmacro %}
+
+
+{#
+  The stage shown for the deals lost at no known stage (no open stay before the loss and no open
+  stage in the export): an explicit row of the funnel and losses marts, so they are not lost.
+#}
+{% macro unknown_stage_label() -%}
+    '(stage unknown)'
+{%- endmacro %}

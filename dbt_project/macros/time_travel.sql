@@ -81,9 +81,9 @@
   A subquery: every deal that existed at `at` (a timestamp SQL expression, at or before as_of)
   with its state at that time.
 
-  - status_at: won/lost if the deal closed at or before `at`; also won/lost if its last stage
-    at `at` was a won/lost stage that it left later (closed then, reopened afterwards);
-    otherwise open.
+  - status_at: won/lost/unknown (closed, outcome not known) if the deal closed at or before
+    `at`; also won/lost/unknown if its last stage at `at` was a won/lost/unknown stage that it
+    left later (closed then, reopened afterwards); otherwise open.
   - stage_at: the last stage entered at or before `at`. Without stage events: the export's
     current_stage if it is an open stage, else the pipeline's first open stage (an eventless
     deal that is closed now was somewhere in the open part before; its stage then is unknown).
@@ -142,7 +142,7 @@
             tt_existing.*,
             case
                 when tt_existing.closed_at_as_of <= {{ at }} then tt_existing.status_as_of
-                when tt_last_stays.stage_kind in ('won', 'lost') and tt_last_stays.exited_at is not null
+                when tt_last_stays.stage_kind in ('won', 'lost', 'unknown') and tt_last_stays.exited_at is not null
                     then tt_last_stays.stage_kind
                 else 'open'
             end as status_at,

@@ -18,3 +18,14 @@
 {% macro far_past_date() -%}
     {{ dbt.cast("'1900-01-01'", 'date') }}
 {%- endmacro %}
+
+
+{#
+  A timestamp never before another, null staying null: the end of a duration that must not be
+  negative, e.g. not_before('closed_at', 'created_at') for a close the source dated before the
+  creation (kept as given in raw and flagged is_closed_before_created). greatest() is not used:
+  DuckDB and PostgreSQL skip its nulls.
+#}
+{% macro not_before(ts_expr, floor_expr) -%}
+    case when {{ ts_expr }} < {{ floor_expr }} then {{ floor_expr }} else {{ ts_expr }} end
+{%- endmacro %}

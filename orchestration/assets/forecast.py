@@ -39,7 +39,8 @@ from voronka.warehouse_reads import (
     table_exists,
 )
 
-MARTS = [dg.AssetKey("mart_pipeline_snapshot"), dg.AssetKey("mart_bookings"), dg.AssetKey("mart_targets")]
+MARTS = [dg.AssetKey("mart_pipeline_snapshot"), dg.AssetKey("mart_bookings"), dg.AssetKey("mart_targets"),
+         dg.AssetKey("mart_scoped_targets")]
 RAW_DEALS = dg.AssetKey(["raw", "deals"])
 # The revenue_forecast steps its bar counts; each note names the step running.
 FORECAST_STEPS = ("as-of timeline", "model inputs", "Monte Carlo (model)", "Monte Carlo (weighted pipeline)")
@@ -62,46 +63,17 @@ def _markdown(frame: pd.DataFrame, columns: list[str]) -> str:
     return header + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False))
 
 
-def _scoped(con, as_of: datetime, deals: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Targets scoped to a segment or an owner (mart_targets holds only company-wide ones), in
-    the reporting currency at the as-of date's rate, and what those scopes booked so far
-    (won deals from the canonical frames, at the as-of rate)."""
-    empty_t = pd.DataFrame(columns=["period", "pipeline", "segment", "owner", "target_amount_reporting"])
-    empty_b = pd.DataFrame(columns=["period", "pipeline", "segment", "owner", "won_amount_reporting"])
-    if not table_exists(con, "main.stg_crm__targets") or not table_exists(con, "main.int_fx_rates_triangulated"):
-        return empty_t, empty_b
-    day = as_of.date().isoformat()
-    targets = con.execute(
-        """
-        select t.period, coalesce(t.scope_pipeline, 'all') as pipeline, t.scope_segment as segment,
-               t.scope_owner as owner, sum(cast(t.target_amount as double) * fx.rate_to_reporting)
-               as target_amount_reporting
-        from main.stg_crm__targets t
-        left join main.int_fx_rates_triangulated fx
-          on fx.currency = t.currency and cast(? as date) >= fx.valid_from
-         and (fx.valid_to is null or cast(? as date) < fx.valid_to)
-        where t.scope_segment is not null or t.scope_owner is not null
-        group by all
-        """, [day, day]).df()
-    labels = {p.label for p in current_and_next(as_of.date())}
-    targets = targets[targets["period"].isin(labels)].reset_index(drop=True)
-    if targets.empty or deals is None:
-        return (targets if len(targets) else empty_t), empty_b
-    won = deals[(deals["outcome"] == "won") & (pd.to_datetime(deals["closed_at"]) <= pd.Timestamp(as_of))]
-    rows = []
-    for t in targets.itertuples():
-        period = next(p for p in current_and_next(as_of.date()) if p.label == t.period)
-        closed = pd.to_datetime(won["closed_at"]).dt.date
-        m = (closed >= period.start) & (closed <= period.end)
-        if t.pipeline != ALL:
-            m &= won["pipeline"] == t.pipeline
-        if t.segment is not None and not pd.isna(t.segment):
-            m &= won["segment"] == t.segment
-        if t.owner is not None and not pd.isna(t.owner):
-            m &= won["owner"] == t.owner
-        rows.append({"period": t.period, "pipeline": t.pipeline, "segment": t.segment, "owner": t.owner,
-                     "won_amount_reporting": float(won.loc[m, "amount_reporting"].fillna(0).sum())})
-    return targets, pd.DataFrame(rows, columns=empty_b.columns)
+def _scoped(con, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Targets scoped to a segment or an owner, for this and the next month and quarter, and what
+    those scopes booked so far: main.mart_scoped_targets (mart_targets holds only company-wide
+    ones), converted there as mart_targets and mart_bookings convert."""
+    keys = ["period", "pipeline", "segment", "owner"]
+    if not table_exists(con, "main.mart_scoped_targets"):
+        return (pd.DataFrame(columns=[*keys, "target_amount_reporting"]),
+                pd.DataFrame(columns=[*keys, "won_amount_reporting"]))
+    scoped = con.execute("select * from main.mart_scoped_targets order by period, pipeline, segment, owner").df()
+    scoped = scoped[scoped["period"].isin({p.label for p in current_and_next(as_of.date())})].reset_index(drop=True)
+    return scoped[[*keys, "target_amount_reporting"]], scoped[[*keys, "won_amount_reporting"]]
 
 
 def _model_rows(context, workspace: WorkspaceResource, frames: dict, as_of: datetime, bookings: pd.DataFrame,
@@ -149,7 +121,7 @@ def revenue_forecast(context: dg.AssetExecutionContext, workspace: WorkspaceReso
     with workspace.connect() as con:
         snapshot, bookings, targets = _inputs(con)
         frames = canonical_frames(con, as_of)
-        scoped_targets, scoped_bookings = _scoped(con, as_of, frames["deals"])
+        scoped_targets, scoped_bookings = _scoped(con, as_of)
         if len(scoped_targets):
             targets = pd.concat([targets, scoped_targets], ignore_index=True)
             bookings = pd.concat([bookings, scoped_bookings], ignore_index=True)

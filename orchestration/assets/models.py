@@ -83,7 +83,7 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
                       "version_in_use": promotion.in_use or "none", **headline})
 
 
-@dg.asset(group_name="models", deps=[WIN_MODEL, TIME_TO_CLOSE, "fct_stage_transitions"],
+@dg.asset(group_name="models", deps=[WIN_MODEL, TIME_TO_CLOSE, "fct_stage_transitions", *CANONICAL_FRAME_MODELS],
           owners=["team:data-science"],
           description="Every open deal: p_win (and the stage baseline's), expected close date, "
                       "P(closing won this/next quarter), stalled flag and top drivers.")

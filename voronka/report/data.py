@@ -353,7 +353,8 @@ def funnels(con, top_reasons: int = 5) -> dict:
         rows = []
         for s in _records(stages):
             s["drop_off"] = (s["lost_here"] / s["reached"]) if s.get("reached") else None
-            s["reached_share"] = (s["reached"] / first_reached) if first_reached else None
+            # the '(stage unknown)' row (deals lost at no known stage) has lost_here only
+            s["reached_share"] = (s["reached"] / first_reached) if first_reached and s.get("reached") is not None else None
             s["top_reason"], s["top_reason_deals"] = None, None
             if lost_here is not None and s.get("lost_here"):
                 at_stage = lost_here[lost_here["stage"] == s["stage"]] \
@@ -377,6 +378,9 @@ def funnels(con, top_reasons: int = 5) -> dict:
             "created": _created(stages),
             "won": int(won_rows["reached"].iloc[0]) if len(won_rows) else None,
             "lost": lost_total,
+            # closed, but neither won nor lost (a closed stage of unknown outcome); older marts lack it
+            "closed_unknown": (int(stages["closed_unknown_deals"].iloc[0])
+                               if "closed_unknown_deals" in stages and len(stages) else None),
             "lost_reasons": reasons,
         })
     return {"available": True, "note": None, "pipelines": pipelines,
@@ -386,12 +390,6 @@ def funnels(con, top_reasons: int = 5) -> dict:
 
 
 # ---------------------------------------------------------------- what changed
-
-def _fx_at(con, day: date) -> str:
-    """SQL for the (currency, rate_to_reporting) valid on `day`."""
-    return (f"select currency, rate_to_reporting from main.int_fx_rates_triangulated "
-            f"where date '{day.isoformat()}' >= valid_from and (valid_to is null or date '{day.isoformat()}' < valid_to)")
-
 
 def _close_date_history(con) -> pd.DataFrame | None:
     """Each change of a deal's expected close date with the previous value; None when no deal has
@@ -416,7 +414,7 @@ def _pushes(history: pd.DataFrame) -> pd.DataFrame:
     return h[later_month.to_numpy()]
 
 
-FLOWS = ("new", "reopened", "amount_changed", "won", "lost")
+FLOWS = ("new", "reopened", "amount_changed", "won", "lost", "closed_unknown")
 MOVES = ("advanced", "moved_back")
 
 
@@ -461,20 +459,20 @@ def changes(con, as_of: datetime, days: int = 7) -> dict:
     window = {"from": start, "to": as_of, "days": days}
     if _exists(con, WATERFALL_TABLE):
         return _changes_from_mart(con)
-    needed = ["main.int_deals_restated_as_of", "main.fct_stage_transitions", "main.int_fx_rates_triangulated"]
+    needed = ["main.int_deals_restated_as_of", "main.fct_stage_transitions", "main.ml_deals"]
     if not all(_exists(con, t) for t in needed):
         return {**_missing("pipeline changes are not available yet (needs the dbt deals and transitions "
                            "models)"), "window": window}
     params = [start, start, as_of, as_of]
+    # amounts at the as-of date's rate, converted by dbt (ml_deals)
     deals = _df(con, f"""
-        with fx as ({_fx_at(con, as_of.date())})
         select d.deal_key, d.pipeline, d.created_at, d.closed_at_as_of, d.status_as_of,
-               cast(d.amount as double) * fx.rate_to_reporting as amount_reporting,
+               m.amount_reporting,
                d.created_at <= ? and (d.closed_at_as_of is null or d.closed_at_as_of > ?) as open_at_start,
                d.closed_at_as_of is null as open_now,
                d.created_at > ? - interval {days} day as is_new,
                d.closed_at_as_of > ? - interval {days} day as closed_in_window
-        from main.int_deals_restated_as_of d left join fx on fx.currency = d.currency
+        from main.int_deals_restated_as_of d left join main.ml_deals m on m.deal_key = d.deal_key
     """, params)
     moves = _df(con, """
         select t.deal_key, t.is_backward, n.stage_kind as next_kind

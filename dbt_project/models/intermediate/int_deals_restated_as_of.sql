@@ -1,7 +1,10 @@
 {#
-  The deals as they stood at as_of: only deals created at or before it; a deal counts as won or
-  lost only if it closed at or before as_of, otherwise it is open (its closed_at is hidden).
-  Attributes (amount, stage, owner...) are the newest export's: raw.deals keeps no history of them.
+  The deals as they stood at as_of: only deals created at or before it; a deal counts as won,
+  lost or closed with an unknown outcome only if it closed at or before as_of, otherwise it is
+  open (its closed_at is hidden). Attributes (amount, stage, owner...) are the newest export's:
+  raw.deals keeps no history of them. closed_at_as_of is the close as the source gave it (it may
+  be before created_at, flagged is_closed_before_created); durations use
+  greatest(closed_at_as_of, created_at).
 #}
 
 with
@@ -18,7 +21,7 @@ restated as (
     select
         *,
         case
-            when outcome in ('won', 'lost') and closed_at <= {{ as_of_ts() }} then closed_at
+            when outcome in ('won', 'lost', 'unknown') and closed_at <= {{ as_of_ts() }} then closed_at
         end as closed_at_as_of
     from existing
 ),
@@ -42,7 +45,10 @@ final as (
         current_stage,
         case when closed_at_as_of is not null then outcome else 'open' end as status_as_of,
         closed_at_as_of,
-        case when closed_at_as_of is not null and outcome = 'lost' then lost_reason end as lost_reason_as_of
+        case when closed_at_as_of is not null and outcome = 'lost' then lost_reason end as lost_reason_as_of,
+        is_close_date_only,
+        is_closed_before_created,
+        is_created_at_missing
     from restated
 )
 

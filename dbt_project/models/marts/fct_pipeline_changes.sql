@@ -27,8 +27,7 @@ fx_rates as (select * from {{ ref('int_fx_rates_triangulated') }}),
 rates_at_to as (
     select currency, rate_to_reporting
     from fx_rates
-    where {{ dbt.cast(to_at, 'date') }} >= valid_from
-        and (valid_to is null or {{ dbt.cast(to_at, 'date') }} < valid_to)
+    where {{ fx_rate_valid_on('fx_rates', dbt.cast(to_at, 'date')) }}
 ),
 
 deals_at_from as (
@@ -101,7 +100,8 @@ flagged as (
         status_from = 'not_created' as is_new,
         status_from <> 'won' and status_to = 'won' as is_won,
         status_from <> 'lost' and status_to = 'lost' as is_lost,
-        status_from in ('won', 'lost') and status_to = 'open' as is_reopened,
+        status_from <> 'unknown' and status_to = 'unknown' as is_closed_unknown,
+        status_from in ('won', 'lost', 'unknown') and status_to = 'open' as is_reopened,
         coalesce(is_open_from and is_open_to and stage_order_to > stage_order_from, false) as is_advanced,
         coalesce(is_open_from and is_open_to and stage_order_to < stage_order_from, false) as is_moved_back,
         is_in_period_from and is_open_to and not is_in_period_to as is_pushed,
@@ -147,6 +147,7 @@ final as (
         is_new,
         is_won,
         is_lost,
+        is_closed_unknown,
         is_reopened,
         is_advanced,
         is_moved_back,
@@ -157,6 +158,7 @@ final as (
             when is_new then 'new'
             when is_won then 'won'
             when is_lost then 'lost'
+            when is_closed_unknown then 'closed_unknown'
             when is_reopened then 'reopened'
             when is_pushed then 'pushed'
             when is_pulled_in then 'pulled_in'

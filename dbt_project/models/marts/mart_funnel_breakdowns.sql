@@ -5,7 +5,9 @@
   Same rule: a deal reached open stage s if it entered s or a later open stage of its pipeline,
   or entered the won stage, or is won at as_of; reached(won) = won at as_of. Step conversion =
   reached / reached of the previous stage, cumulative = reached / created. Drop-off = lost here
-  / reached. A creation cohort is immature while more than var immature_open_share (0.5) of its
+  / reached. Every deal reached at least the first open stage (fct_deals.reached_stage_order);
+  the deals lost at no known stage get a '(stage unknown)' row per group when there are any.
+  closed_unknown_deals: closed with an unknown outcome (not open, not won or lost). A creation cohort is immature while more than var immature_open_share (0.5) of its
   deals are still open: its conversions will still rise.
 #}
 
@@ -18,7 +20,7 @@ time_in_stage as (select * from {{ ref('mart_time_in_stage') }}),
 deal_states as (
     select
         deals.*,
-        coalesce(deals.max_open_stage_order, 0) as reached_order,
+        coalesce(deals.reached_stage_order, 0) as reached_order,
         case when deals.has_entered_won or deals.status_as_of = 'won' then 1 else 0 end as has_passed_open_stages
     from deals
 ),
@@ -26,7 +28,8 @@ deal_states as (
 -- deals counted per breakdown and funnel state: everything below works on these counts
 state_counts as (
     {{ aggregate_by_breakdowns('deal_states', 'count(*) as deals',
-                               keys=['status_as_of', 'reached_order', 'has_passed_open_stages', 'lost_at_stage']) }}
+                               keys=['status_as_of', 'reached_order', 'has_passed_open_stages', 'lost_at_stage',
+                                     'is_lost_stage_unknown']) }}
 ),
 
 funnel_stages as (
@@ -48,7 +51,9 @@ breakdown_groups as (
         sum(deals) as created_deals,
         sum(case when status_as_of = 'open' then deals else 0 end) as open_deals,
         sum(case when status_as_of = 'won' then deals else 0 end) as won_deals,
-        sum(case when status_as_of = 'lost' then deals else 0 end) as lost_deals
+        sum(case when status_as_of = 'lost' then deals else 0 end) as lost_deals,
+        sum(case when status_as_of = 'unknown' then deals else 0 end) as closed_unknown_deals,
+        sum(case when is_lost_stage_unknown then deals else 0 end) as lost_at_unknown_stage
     from state_counts
     group by pipeline, breakdown, breakdown_value
 ),
@@ -120,7 +125,7 @@ with_previous as (
     from grid
 ),
 
-final as (
+stage_rows as (
     select
         with_previous.pipeline,
         with_previous.breakdown,
@@ -132,6 +137,7 @@ final as (
         {{ dbt.cast('with_previous.open_deals', dbt.type_bigint()) }} as open_deals,
         {{ dbt.cast('with_previous.won_deals', dbt.type_bigint()) }} as won_deals,
         {{ dbt.cast('with_previous.lost_deals', dbt.type_bigint()) }} as lost_deals,
+        {{ dbt.cast('with_previous.closed_unknown_deals', dbt.type_bigint()) }} as closed_unknown_deals,
         {{ safe_divide('with_previous.open_deals', 'with_previous.created_deals') }} as share_open,
         case
             when with_previous.breakdown in ('created_week', 'created_month')
@@ -159,6 +165,46 @@ final as (
         and with_previous.breakdown = time_in_stage.breakdown
         and with_previous.breakdown_value = time_in_stage.breakdown_value
         and with_previous.stage = time_in_stage.stage
+),
+
+unknown_stage_rows as (
+    select
+        pipeline,
+        breakdown,
+        breakdown_value,
+        {{ unknown_stage_label() }} as stage,
+        {{ dbt.cast('null', 'integer') }} as stage_order,
+        {{ dbt.cast('null', dbt.type_string()) }} as stage_kind,
+        {{ dbt.cast('created_deals', dbt.type_bigint()) }} as created_deals,
+        {{ dbt.cast('open_deals', dbt.type_bigint()) }} as open_deals,
+        {{ dbt.cast('won_deals', dbt.type_bigint()) }} as won_deals,
+        {{ dbt.cast('lost_deals', dbt.type_bigint()) }} as lost_deals,
+        {{ dbt.cast('closed_unknown_deals', dbt.type_bigint()) }} as closed_unknown_deals,
+        {{ safe_divide('open_deals', 'created_deals') }} as share_open,
+        case
+            when breakdown in ('created_week', 'created_month')
+                then {{ safe_divide('open_deals', 'created_deals') }} > {{ var('immature_open_share', 0.5) }}
+        end as is_immature,
+        {{ dbt.cast('null', dbt.type_bigint()) }} as reached,
+        {{ dbt.cast('null', type_double()) }} as step_conversion,
+        {{ dbt.cast('null', type_double()) }} as cumulative_conversion,
+        {{ dbt.cast('lost_at_unknown_stage', dbt.type_bigint()) }} as lost_here,
+        {{ dbt.cast('null', type_double()) }} as drop_off_rate,
+        {{ dbt.cast('null', dbt.type_bigint()) }} as stays,
+        {{ dbt.cast('null', dbt.type_bigint()) }} as censored_stays,
+        {{ dbt.cast('null', type_double()) }} as median_days_in_stage,
+        {{ dbt.cast('null', type_double()) }} as p90_days_in_stage,
+        {{ dbt.cast('null', type_double()) }} as mean_days_in_stage_closed
+    from breakdown_groups
+    where lost_at_unknown_stage > 0
+        -- a pipeline without known stages has no funnel at all
+        and pipeline in (select pipeline from funnel_stages)
+),
+
+final as (
+    select * from stage_rows
+    union all
+    select * from unknown_stage_rows
 )
 
 select * from final

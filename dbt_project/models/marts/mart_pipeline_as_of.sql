@@ -19,8 +19,7 @@ fx_rates as (select * from {{ ref('int_fx_rates_triangulated') }}),
 rates_then as (
     select currency, rate_to_reporting
     from fx_rates
-    where {{ dbt.cast(at, 'date') }} >= valid_from
-        and (valid_to is null or {{ dbt.cast(at, 'date') }} < valid_to)
+    where {{ fx_rate_valid_on('fx_rates', dbt.cast(at, 'date')) }}
 ),
 
 deals_then as (

@@ -1,7 +1,7 @@
 {#
   The pipeline waterfall between var from_date and var to_date, per pipeline and 'all', from
   fct_pipeline_changes: opening + new + reopened + pulled in + amount changes - pushed - won -
-  lost = closing, exactly. Two scopes side by side:
+  lost - closed with an unknown outcome = closing, exactly. Two scopes side by side:
   - deals / amount_reporting: the whole open pipeline (nothing can be pushed or pulled in);
   - period_deals / period_amount_reporting: the deals expected to close in close_period.
   advanced / moved_back are not flows (is_flow false): the deals that moved stage while in the
@@ -19,10 +19,12 @@
     ('pushed', 6, true, 'false', 'is_in_period_from and is_open_to and not is_in_period_to', '-value_from'),
     ('won', 7, true, "is_open_from and status_to = 'won'", "is_in_period_from and status_to = 'won'", '-value_from'),
     ('lost', 8, true, "is_open_from and status_to = 'lost'", "is_in_period_from and status_to = 'lost'", '-value_from'),
-    ('closing', 9, false, 'is_open_to', 'is_in_period_to', 'value_to'),
-    ('advanced', 10, false, 'is_open_from and is_open_to and is_advanced',
+    ('closed_unknown', 9, true, "is_open_from and status_to = 'unknown'", "is_in_period_from and status_to = 'unknown'",
+        '-value_from'),
+    ('closing', 10, false, 'is_open_to', 'is_in_period_to', 'value_to'),
+    ('advanced', 11, false, 'is_open_from and is_open_to and is_advanced',
         'is_in_period_from and is_in_period_to and is_advanced', 'value_to'),
-    ('moved_back', 11, false, 'is_open_from and is_open_to and is_moved_back',
+    ('moved_back', 12, false, 'is_open_from and is_open_to and is_moved_back',
         'is_in_period_from and is_in_period_to and is_moved_back', 'value_to'),
 ] %}
 

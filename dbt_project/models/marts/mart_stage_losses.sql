@@ -1,7 +1,8 @@
 {#
-  Drop-off per pipeline, open stage and lost reason. A deal lost at as_of is lost at the stage
-  of its last open stay that began at or before the loss (as lost_here in mart_funnel_conversion;
-  a lost deal without an open stay in its pipeline is in no row). Drop-off rate = lost deals /
+  Drop-off per pipeline, open stage and lost reason. A deal lost at as_of is lost at
+  fct_deals.lost_at_stage (as lost_here in mart_funnel_conversion: its last open stay begun by the
+  loss; without an open stay, the export's open stage); a deal lost at no known stage is on the
+  '(stage unknown)' rows, with no stage_order, reached or drop-off. Drop-off rate = lost deals /
   deals that reached the stage; share_of_stage_losses = the reason's part of the stage's losses.
 #}
 
@@ -13,12 +14,11 @@ funnel as (select * from {{ ref('mart_funnel_conversion') }}),
 lost_deals as (
     select
         pipeline,
-        lost_at_stage as stage,
+        coalesce(lost_at_stage, {{ unknown_stage_label() }}) as stage,
         coalesce(lost_reason_as_of, {{ missing_label() }}) as lost_reason,
         amount_reporting
     from deals
     where status_as_of = 'lost'
-        and lost_at_stage is not null
 ),
 
 by_reason as (
