@@ -37,7 +37,7 @@ seed: 42
 models_dir: ""               # trained models; empty = the repository's models/ folder
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
-alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals]  # checks that alert
+alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals, missing_fx]  # checks that alert
 alerts:                      # sinks; see docs/configuration.md, "Alerts"
   - type: file               # JSON lines under alerts/ in the workspace
     path: alerts/alerts.jsonl
