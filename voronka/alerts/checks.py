@@ -75,7 +75,7 @@ MISSING_FX = CheckAlert(
     scope=lambda r: r["currency"] or "(no currency)",
     severity=lambda r: "error",
     line=lambda r: (f"{r['deals']} deal(s) in {r['currency'] or '(no currency)'} worth "
-                    f"{_money(r['amount'], r['currency'] or '')} ({r['open_deals']} open) have no rate to "
+                    f"{_money(r['amount'], r['currency'] or '').strip()} ({r['open_deals']} open) have no rate to "
                     f"{r['reporting_currency']}: they count as nothing in bookings, the pipeline and the forecast "
                     "until an fx_rates file gives one"),
 )
