@@ -98,29 +98,30 @@ def test_the_definitions_list_the_whole_graph(tmp_path):
     dg.Definitions.validate_loadable(defs)
 
 
-# A stand-in for `dagster dev`: records how it was started, then waits; SIGINT (what dagster dev
-# shuts its webserver and daemon down on) is recorded and ends it cleanly; SIGTERM would kill it
-# unrecorded, as it leaves dagster dev's children running.
+# A stand-in for `dagster dev`: records how it was started, then waits. Like dagster dev it stops
+# cleanly on a KeyboardInterrupt (Python's own SIGINT handler, absent when the process started with
+# SIGINT ignored) and maps SIGTERM to whatever SIGINT does; the stop is recorded.
 FAKE_DAGSTER = """#!{python}
 import json, os, signal, sys, time
 record = os.environ["FAKE_DAGSTER_RECORD"]
-def stop(signum, frame):
-    with open(record, "a") as fh:
-        fh.write("stopped by " + signal.Signals(signum).name + "\\n")
-    sys.exit(0)
-signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))  # as dagster's setup_interrupt_handlers
 if os.environ.get("FAKE_DAGSTER_IGNORES_SIGINT"):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 with open(record, "w") as fh:
     fh.write(json.dumps({{"argv": sys.argv[1:], "pid": os.getpid(), "VORONKA_HOME": os.environ["VORONKA_HOME"],
                          "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}}) + "\\n")
-while True:
-    time.sleep(0.1)
+try:
+    while True:
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    with open(record, "a") as fh:
+        fh.write("stopped by SIGINT\\n")
 """
 
 
 def _start_ui(tmp_path, *options, **extra_env):
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -133,8 +134,11 @@ def _start_ui(tmp_path, *options, **extra_env):
     record = tmp_path / "record.txt"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            "FAKE_DAGSTER_RECORD": str(record), **extra_env}
+    # Started as a shell starts a background job (`voronka ui &`): with SIGINT ignored, which the
+    # children it starts would inherit.
     ui = subprocess.Popen([sys.executable, "-m", "voronka.cli", "ui", "--workspace", str(tmp_path / "ws"),
-                           "--port", "3999", *options], env=env, stderr=subprocess.PIPE, text=True)
+                           "--port", "3999", *options], env=env, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 60
     while not (record.exists() and record.read_text().strip()):
         assert time.monotonic() < deadline and ui.poll() is None, ui.stderr.read() if ui.poll() is not None else ""

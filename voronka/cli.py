@@ -701,28 +701,39 @@ def run_until_stopped(cmd: list[str], env: dict, grace_seconds: float = UI_STOP_
     """Run `cmd` (dagster dev) as a child in its own session, so a terminal's Ctrl-C reaches
     only us; on SIGTERM or SIGINT send it UI_STOP_SIGNAL once, wait for it to stop (its whole
     process group is killed after `grace_seconds`) and return 0. A child that ends by itself
-    returns its own exit code."""
-    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    returns its own exit code.
+
+    Our handlers are installed before the child starts: a started process inherits an ignored
+    signal, and a shell starts background jobs with SIGINT ignored; dagster dev, starting with
+    SIGINT ignored, would ignore SIGINT and SIGTERM alike (it maps SIGTERM to its SIGINT
+    handler). A caught signal is reset to its default in the child instead."""
+    child: list[subprocess.Popen] = []
     stop_asked_at: list[float] = []
 
     def forward(signum, frame):
         if not stop_asked_at:
             stop_asked_at.append(time.monotonic())
             print(f"voronka: stopping the Dagster UI ({signal.Signals(signum).name}) ...", file=sys.stderr)
-            child.send_signal(UI_STOP_SIGNAL)
+            if child:
+                child[0].send_signal(UI_STOP_SIGNAL)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        child.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+        if stop_asked_at:  # a signal came while it was starting
+            child[0].send_signal(UI_STOP_SIGNAL)
+        killed = False
         while True:
             try:
-                code = child.wait(timeout=0.2)
+                code = child[0].wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
-                if stop_asked_at and time.monotonic() - stop_asked_at[0] > grace_seconds:
+                if stop_asked_at and not killed and time.monotonic() - stop_asked_at[0] > grace_seconds:
                     print(f"voronka: the Dagster UI did not stop within {grace_seconds:g} s: killed",
                           file=sys.stderr)
                     with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                        os.killpg(child.pid, signal.SIGKILL)
+                        os.killpg(child[0].pid, signal.SIGKILL)
+                    killed = True
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
