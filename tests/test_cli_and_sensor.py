@@ -121,7 +121,6 @@ except KeyboardInterrupt:
 
 def _start_ui(tmp_path, *options, **extra_env):
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -136,9 +135,10 @@ def _start_ui(tmp_path, *options, **extra_env):
            "FAKE_DAGSTER_RECORD": str(record), **extra_env}
     # Started as a shell starts a background job (`voronka ui &`): with SIGINT ignored, which the
     # children it starts would inherit.
-    ui = subprocess.Popen([sys.executable, "-m", "voronka.cli", "ui", "--workspace", str(tmp_path / "ws"),
-                           "--port", "3999", *options], env=env, stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    command = [sys.executable, "-m", "voronka.cli", "ui", "--workspace", str(tmp_path / "ws"), "--port", "3999",
+               *options]
+    ui = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command], env=env,
+                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (record.exists() and record.read_text().strip()):
         assert time.monotonic() < deadline and ui.poll() is None, ui.stderr.read() if ui.poll() is not None else ""

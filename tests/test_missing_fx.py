@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 
 from ml import health
-from orchestration.assets.forecast import amounts_convert_to_reporting_currency, forecast_health_alerts
+from orchestration.assets.forecast import (
+    amounts_convert_to_reporting_currency,
+    forecast_health_alerts,
+)
 from orchestration.resources import WorkspaceResource
 from voronka.alerts.checks import MISSING_FX
 from voronka.alerts.model import check_alert

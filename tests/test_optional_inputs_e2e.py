@@ -45,7 +45,7 @@ def run(tmp_path_factory):
 
 
 def test_a_run_without_targets_and_with_a_currency_without_rate_exits_0(run):
-    workspace, expected, code, out, err = run
+    _, expected, code, out, err = run
     assert expected["deals"] > 0
     assert code == 0, err
     summary = json.loads(out)
