@@ -16,6 +16,12 @@ import pandas as pd
 from ml.forecast import ALL, assign_period
 from ml.periods import current_and_next
 
+# What coverage says when there is nothing to cover (a real export carries no targets): the run
+# goes on, the coverage checks pass, and this line tells how to add one.
+NO_TARGET = ("no target loaded: coverage needs revenue targets; add a targets CSV to the inbox "
+             "(period,scope_pipeline,scope_owner,scope_segment,target_amount,currency; "
+             "docs/crm-exports.md#targets-fx-rates-and-marketing-spend) and run `voronka run`")
+
 COVERAGE_COLUMNS = [
     "period", "period_grain", "pipeline", "currency", "target", "booked", "open_pipeline", "gap",
     "coverage", "required_coverage", "shortfall", "status",

@@ -8,6 +8,7 @@ orchestration/assets/forecast.py are thin wrappers over these.
   the model expects them to bring at the current creation rate.
 - stalled_share: too many open deals stalled in their stage.
 - export_freshness: a source's newest export is older than allowed (wall clock; never on a replay).
+- missing_fx: deal amounts in a currency with no rate to the reporting currency.
 - stage_shortfall / segment_shortfall: where a short pipeline is short (for the coverage check).
 """
 
@@ -50,7 +51,9 @@ def prob_hit_target(forecast: pd.DataFrame, floor: float) -> Health:
     cols = [c for c in ["period", "pipeline", "segment", "owner", "currency", "target", "expected", "p10",
                         "p90", "prob_hit_target", "method"] if c in low]
     severity = ERROR if (low["prob_hit_target"] < 0.1).any() else WARN
-    if low.empty:
+    if rows.empty:  # no target is not a miss (a real export carries none)
+        summary = "no target in the forecast periods: P(hit target) is not judged"
+    elif low.empty:
         summary = f"P(hit target) at or above {floor:.0%} for all {len(rows)} targeted periods"
     else:
         worst = low.sort_values("prob_hit_target").iloc[0]
@@ -153,6 +156,20 @@ def export_freshness(newest_by_source: dict, now: datetime, max_age_days: float,
     return Health(stale.empty, WARN, summary, rows,
                   {"sources": len(rows), "stale_sources": len(stale), "max_export_age_days": max_age_days,
                    "oldest_age_days": float(rows["age_days"].max())})
+
+
+def missing_fx(by_currency: pd.DataFrame, reporting_currency: str) -> Health:
+    """Deals whose amount has no rate to the reporting currency, per currency (currency, deals,
+    open_deals, amount): without a rate they count as nothing in bookings, the pipeline and the
+    forecast, so money leadership reads is missing. ERROR when any."""
+    if by_currency.empty:
+        return Health(True, ERROR, f"every deal amount converts to {reporting_currency}",
+                      figures={"currencies_without_rate": 0, "deals_without_rate": 0})
+    rows = by_currency.assign(reporting_currency=reporting_currency).reset_index(drop=True)
+    summary = "; ".join(f"{r.deals} deal(s) in {r.currency or '(no currency)'} ({r.amount:,.0f})"
+                        for r in rows.itertuples())
+    return Health(False, ERROR, f"no rate to {reporting_currency}: {summary}", rows,
+                  {"currencies_without_rate": len(rows), "deals_without_rate": int(rows["deals"].sum())})
 
 
 # ---------------------------------------------------------------- where a pipeline is short

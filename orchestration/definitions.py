@@ -6,6 +6,7 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.assets.dbt import DBT_EXECUTABLE, voronka_dbt, voronka_dbt_models
 from orchestration.assets.forecast import (
+    amounts_convert_to_reporting_currency,
     coverage_alerts,
     coverage_meets_requirement,
     export_freshness_alerts,
@@ -29,7 +30,7 @@ ALL_ASSETS = [raw_tables, voronka_dbt_models, trained_models, deal_scores, reven
               forecast_backtest]
 ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement, *raw_quality_checks]
 ALL_CHECKS += [prob_hit_target_above_floor, new_pipeline_meets_target_need, stalled_share_within_limit,
-               exports_are_fresh]
+               exports_are_fresh, amounts_convert_to_reporting_currency]
 
 # The stages, as asset selections that together cover the whole graph (tests/test_runner.py
 # checks that every asset is in exactly one). A new asset goes into the stage of its group.

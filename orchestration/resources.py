@@ -11,6 +11,7 @@ import duckdb
 
 from voronka.config import VoronkaConfig, Workspace
 from voronka.ingest.warehouse import ensure_raw_schema
+from voronka.warehouse_access import RUN_WAIT_SECONDS, open_warehouse
 from voronka.warehouse_reads import newest_data_time
 
 
@@ -28,14 +29,15 @@ class WorkspaceResource(dg.ConfigurableResource):
         return self.workspace.config()
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        # One short-lived connection per step: dbt runs as a separate process between steps and
-        # DuckDB allows one writer at a time.
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection for one step: dbt runs as a separate process between steps,
+        and DuckDB allows one writing process at a time. Always read-write: in one process every
+        connection to the file must share one configuration, so a step that reads must not open
+        it read-only while a helper it calls (as_of_time) connects too. Connections may nest."""
         self.workspace.create()
-        con = duckdb.connect(str(self.workspace.warehouse), read_only=read_only)
+        con = open_warehouse(self.workspace.warehouse, read_only=False, wait_seconds=RUN_WAIT_SECONDS)
         try:
-            if not read_only:
-                ensure_raw_schema(con)
+            ensure_raw_schema(con)
             yield con
         finally:
             con.close()

@@ -58,6 +58,34 @@ def test_inbox_sensor_requests_a_run_only_for_new_or_changed_files(tmp_path):
         assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
 
 
+def test_inbox_sensor_does_not_rerun_files_already_loaded(tmp_path, capsys):
+    """`voronka ui` on a loaded workspace: the sensor's first tick (empty cursor) sees files the
+    loader already took (same sha256) and starts nothing; a new file, or a loaded one whose
+    content changed, starts a run naming only that file."""
+    stages = tmp_path / "stages.csv"
+    stages.write_text(STAGES, encoding="utf-8")
+    assert main(["ingest", str(stages), "--workspace", str(tmp_path / "ws"), "--quiet"]) == 0
+    capsys.readouterr()
+    resource = WorkspaceResource(home=str(tmp_path / "ws"))
+    inbox = tmp_path / "ws" / "inbox"
+    sensor = build_inbox_sensor(daily_refresh)
+    with dg.build_sensor_context(resources={"workspace": resource}) as context:
+        skipped = sensor(context)
+        assert isinstance(skipped, dg.SkipReason), skipped
+        # A copy under another name, and the same file touched: still the same content.
+        (inbox / "stages (1).csv").write_bytes(stages.read_bytes())
+        (inbox / "stages.csv").write_text(STAGES, encoding="utf-8")
+        assert isinstance(sensor(context), dg.SkipReason)
+        (inbox / "targets.csv").write_text("period,scope_pipeline,scope_owner,scope_segment,target_amount,"
+                                           "currency\n2026-05,,,,100,USD\n", encoding="utf-8")
+        request = sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.tags["voronka/new_files"] == "targets.csv"
+        (inbox / "stages.csv").write_text(STAGES + "Sales,Paused,4,open,0.2\n", encoding="utf-8")
+        changed = sensor(context)
+        assert isinstance(changed, dg.RunRequest) and changed.tags["voronka/new_files"] == "stages.csv"
+        assert changed.run_key != request.run_key
+
+
 def test_the_definitions_list_the_whole_graph(tmp_path):
     defs = build_definitions(str(tmp_path))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
@@ -68,3 +96,93 @@ def test_the_definitions_list_the_whole_graph(tmp_path):
     assert defs.resolve_schedule_def("daily_refresh_schedule").cron_schedule == "0 6 * * *"
     assert defs.resolve_sensor_def("inbox_sensor") is not None
     dg.Definitions.validate_loadable(defs)
+
+
+# A stand-in for `dagster dev`: records how it was started, then waits. Like dagster dev it stops
+# cleanly on a KeyboardInterrupt (Python's own SIGINT handler, absent when the process started with
+# SIGINT ignored) and maps SIGTERM to whatever SIGINT does; the stop is recorded.
+FAKE_DAGSTER = """#!{python}
+import json, os, signal, sys, time
+record = os.environ["FAKE_DAGSTER_RECORD"]
+signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))  # as dagster's setup_interrupt_handlers
+if os.environ.get("FAKE_DAGSTER_IGNORES_SIGINT"):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+with open(record, "w") as fh:
+    fh.write(json.dumps({{"argv": sys.argv[1:], "pid": os.getpid(), "VORONKA_HOME": os.environ["VORONKA_HOME"],
+                         "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}}) + "\\n")
+try:
+    while True:
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    with open(record, "a") as fh:
+        fh.write("stopped by SIGINT\\n")
+"""
+
+
+def _start_ui(tmp_path, *options, **extra_env):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "dagster"
+    fake.write_text(FAKE_DAGSTER.format(python=sys.executable), encoding="utf-8")
+    fake.chmod(0o755)
+    record = tmp_path / "record.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_DAGSTER_RECORD": str(record), **extra_env}
+    # Started as a shell starts a background job (`voronka ui &`): with SIGINT ignored, which the
+    # children it starts would inherit.
+    command = [sys.executable, "-m", "voronka.cli", "ui", "--workspace", str(tmp_path / "ws"), "--port", "3999",
+               *options]
+    ui = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command], env=env,
+                          stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (record.exists() and record.read_text().strip()):
+        assert time.monotonic() < deadline and ui.poll() is None, ui.stderr.read() if ui.poll() is not None else ""
+        time.sleep(0.1)
+    return ui, record
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_voronka_ui_forwards_sigterm_to_dagster_dev_waits_and_exits(tmp_path):
+    import signal
+    import subprocess
+
+    ui, record = _start_ui(tmp_path)
+    started = json.loads(record.read_text().splitlines()[0])
+    assert started["argv"] == ["dev", "-m", "orchestration.definitions", "--port", "3999"]
+    assert started["VORONKA_HOME"] == str(tmp_path / "ws")
+    assert started["DAGSTER_HOME"] == str(tmp_path / "ws" / "dagster_home")
+    ui.send_signal(signal.SIGTERM)
+    try:
+        code = ui.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        ui.kill()
+        raise AssertionError("voronka ui did not stop on SIGTERM")
+    assert code == 0
+    assert record.read_text().splitlines()[1:] == ["stopped by SIGINT"]  # forwarded once, as SIGINT
+    assert not _alive(started["pid"])
+    assert "Traceback" not in ui.stderr.read()
+
+
+def test_voronka_ui_kills_a_dagster_dev_that_does_not_stop(tmp_path):
+    import signal
+
+    ui, record = _start_ui(tmp_path, "--stop-timeout", "1", FAKE_DAGSTER_IGNORES_SIGINT="1")
+    started = json.loads(record.read_text().splitlines()[0])
+    ui.send_signal(signal.SIGINT)
+    assert ui.wait(timeout=20) == 0
+    assert not _alive(started["pid"])
+    assert "did not stop within 1 s: killed" in ui.stderr.read()

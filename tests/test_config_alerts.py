@@ -54,7 +54,7 @@ def test_workspace_resolution_prefers_the_flag_then_the_environment(tmp_path, mo
     ("alert_retry_attempts: 0\n", "alert_retry_attempts must be between 1 and 10"),
     ("alert_timeout_seconds: 600\n", "alert_timeout_seconds must be between 0.1 and 120"),
     ("alert_on: [pipeline_coverage, stale_exports]\n", "alert_on: unknown alert kind 'stale_exports' (known: "
-     "pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals)"),
+     "pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals, missing_fx)"),
     ("alert_on: pipeline_coverage\n", "alert_on must be a list of alert kinds"),
 ])
 def test_a_bad_config_is_one_clear_error(tmp_path, text, words):

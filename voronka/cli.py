@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
 
 from voronka import progress
 from voronka.config import Workspace, resolve_workspace
-from voronka.errors import PipelineError, VoronkaUserError
+from voronka.errors import PipelineError, VoronkaUserError, WarehouseBusyError
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_CHECKS_FAILED = 0, 1, 2
+# EXIT_BUSY: the warehouse is held by a run (or another command) and stayed so for a few seconds.
+EXIT_OK, EXIT_USER_ERROR, EXIT_CHECKS_FAILED, EXIT_BUSY = 0, 1, 2, 3
 
 FUNNEL_KEYS = ["pipeline", "stage", "stage_order", "reached", "step_conversion",
                "cumulative_conversion", "lost_here"]
@@ -210,13 +215,19 @@ def _progress(message: str, quiet: bool) -> None:
 
 # ---------------------------------------------------------------- reads
 
-def _read(workspace: Workspace, table: str, order_by: str, where: str = "", params=None) -> list[dict]:
-    import duckdb
+def _connect_read_only(workspace: Workspace):
+    """The warehouse, read-only. While a run holds it (DuckDB: one writing process, and no reader
+    beside it) wait a few seconds, then WarehouseBusyError: one line, exit EXIT_BUSY."""
+    from voronka.warehouse_access import READ_WAIT_SECONDS, open_warehouse
 
     if not workspace.warehouse.exists():
         raise UserError(f"no warehouse at {workspace.warehouse}: run `voronka demo` or `voronka run` first")
+    return open_warehouse(workspace.warehouse, read_only=True, wait_seconds=READ_WAIT_SECONDS)
+
+
+def _read(workspace: Workspace, table: str, order_by: str, where: str = "", params=None) -> list[dict]:
     _OUTPUT["currency"] = workspace.config().reporting_currency
-    con = duckdb.connect(str(workspace.warehouse), read_only=True)
+    con = _connect_read_only(workspace)
     try:
         from voronka.warehouse_reads import table_exists
 
@@ -280,6 +291,21 @@ def coverage_rows(workspace: Workspace, pipeline: str | None = None) -> list[dic
                  "period_grain desc, period, pipeline = 'all' desc, pipeline", where, params)
 
 
+def no_coverage_reason(workspace: Workspace) -> str:
+    """Why coverage has no row: no target loaded (and how to add one), or none for the current
+    periods."""
+    from ml.coverage import NO_TARGET
+    from voronka.warehouse_reads import table_exists
+
+    con = _connect_read_only(workspace)
+    try:
+        targets = con.execute("select count(*) from raw.targets").fetchone()[0] \
+            if table_exists(con, "raw.targets") else 0
+    finally:
+        con.close()
+    return NO_TARGET if not targets else "no target for this or next month or quarter"
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_demo(args) -> int:
@@ -338,6 +364,7 @@ def cmd_demo(args) -> int:
 
     outcome = _run_reporting_ingest(workspace, lambda: run_pipeline(workspace, quiet=args.quiet, retrain=True))
     _print_summary(workspace, args.format)
+    _print_data_warnings(workspace)
     if _print_ingest_problems(workspace):
         return EXIT_USER_ERROR
     return _exit_for_checks(outcome, args)
@@ -353,6 +380,7 @@ def cmd_run(args) -> int:
     outcome = _run_reporting_ingest(workspace, lambda: run_pipeline(workspace, as_of=as_of, quiet=args.quiet,
                                                                     retrain=args.retrain))
     _print_summary(workspace, args.format)
+    _print_data_warnings(workspace)
     if _print_ingest_problems(workspace):
         return EXIT_USER_ERROR
     return _exit_for_checks(outcome, args)
@@ -383,10 +411,9 @@ def _print_ingest_problems(workspace: Workspace) -> bool:
 
 
 def cmd_ingest(args) -> int:
-    import duckdb
-
     from voronka.ingest.loader import load_files
     from voronka.ingest.summary import problem_lines
+    from voronka.warehouse_access import READ_WAIT_SECONDS, open_warehouse
 
     workspace = resolve_workspace(args.workspace).create()
     config = workspace.config()
@@ -399,7 +426,7 @@ def cmd_ingest(args) -> int:
         if path.resolve() != target.resolve():
             shutil.copy2(path, target)
         targets.append(target)
-    con = duckdb.connect(str(workspace.warehouse))
+    con = open_warehouse(workspace.warehouse, read_only=False, wait_seconds=READ_WAIT_SECONDS)
     try:
         with progress.shown(args.quiet), progress.task("ingest", total=2 * len(targets)) as bar:
             results = load_files(con, targets, source=args.source, progress=bar.message,
@@ -632,10 +659,11 @@ def _scratch_build(workspace: Workspace, model: str, dbt_vars: dict, quiet: bool
     """A temporary folder whose warehouse.duckdb holds a copy of the workspace's raw.* tables and
     `model` with everything it needs, built by `dbt run` with `dbt_vars` (plus the workspace's
     reporting currency). The caller removes the folder."""
-    import subprocess
     import tempfile
 
     import duckdb
+
+    from voronka.warehouse_access import READ_WAIT_SECONDS, retry_while_locked
 
     if not workspace.warehouse.exists():
         raise UserError(f"no warehouse at {workspace.warehouse}: run `voronka demo` or `voronka run` first")
@@ -645,7 +673,8 @@ def _scratch_build(workspace: Workspace, model: str, dbt_vars: dict, quiet: bool
         con = duckdb.connect(str(warehouse))
         try:
             source = str(workspace.warehouse).replace("'", "''")
-            con.execute(f"attach '{source}' as workspace_warehouse (read_only)")
+            retry_while_locked(lambda: con.execute(f"attach '{source}' as workspace_warehouse (read_only)"),
+                               workspace.warehouse, READ_WAIT_SECONDS)
             tables = [t for (t,) in con.execute(
                 "select table_name from information_schema.tables "
                 "where table_catalog = 'workspace_warehouse' and table_schema = 'raw'").fetchall()]
@@ -709,8 +738,16 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_coverage(args) -> int:
-    rows = coverage_rows(resolve_workspace(args.workspace), args.pipeline)
-    print(render(rows, COVERAGE_KEYS, args.format))
+    workspace = resolve_workspace(args.workspace)
+    rows = coverage_rows(workspace, args.pipeline)
+    if rows or args.format != "table":
+        print(render(rows, COVERAGE_KEYS, args.format))
+    if not rows:  # no target is not an error: say so, and how to add one
+        note = f"Pipeline coverage: {no_coverage_reason(workspace)}"
+        if args.format == "table":
+            print(note)
+        else:
+            _progress(note, args.quiet)
     if args.fail_on_check and any(r["status"] != "ok" for r in rows):
         return EXIT_CHECKS_FAILED
     return EXIT_OK
@@ -754,12 +791,6 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
-def _connect_read_only(workspace: Workspace):
-    import duckdb
-
-    if not workspace.warehouse.exists():
-        raise UserError(f"no warehouse at {workspace.warehouse}: run `voronka demo` or `voronka run` first")
-    return duckdb.connect(str(workspace.warehouse), read_only=True)
 
 
 def cmd_report(args) -> int:
@@ -820,9 +851,57 @@ def cmd_ui(args) -> int:
     env = {**os.environ, "VORONKA_HOME": str(workspace.home), "DAGSTER_HOME": str(workspace.dagster_home)}
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
     cmd = [dagster, "dev", "-m", "orchestration.definitions", "--port", str(args.port)]
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (workspace {workspace.home})", file=sys.stderr)
-    os.execve(cmd[0], cmd, env)
-    return EXIT_OK  # not reached
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (workspace {workspace.home}); Ctrl-C stops it",
+          file=sys.stderr)
+    return run_until_stopped(cmd, env, grace_seconds=args.stop_timeout)
+
+
+# dagster dev stops its webserver and daemon on SIGINT (on SIGTERM it would die and leave them).
+UI_STOP_SIGNAL = signal.SIGINT
+UI_STOP_GRACE_SECONDS = 30.0
+
+
+def run_until_stopped(cmd: list[str], env: dict, grace_seconds: float = UI_STOP_GRACE_SECONDS) -> int:
+    """Run `cmd` (dagster dev) as a child in its own session, so a terminal's Ctrl-C reaches
+    only us; on SIGTERM or SIGINT send it UI_STOP_SIGNAL once, wait for it to stop (its whole
+    process group is killed after `grace_seconds`) and return 0. A child that ends by itself
+    returns its own exit code.
+
+    Our handlers are installed before the child starts: a started process inherits an ignored
+    signal, and a shell starts background jobs with SIGINT ignored; dagster dev, starting with
+    SIGINT ignored, would ignore SIGINT and SIGTERM alike (it maps SIGTERM to its SIGINT
+    handler). A caught signal is reset to its default in the child instead."""
+    child: list[subprocess.Popen] = []
+    stop_asked_at: list[float] = []
+
+    def forward(signum, frame):
+        if not stop_asked_at:
+            stop_asked_at.append(time.monotonic())
+            print(f"voronka: stopping the Dagster UI ({signal.Signals(signum).name}) ...", file=sys.stderr)
+            if child:
+                child[0].send_signal(UI_STOP_SIGNAL)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+        if stop_asked_at:  # a signal came while it was starting
+            child[0].send_signal(UI_STOP_SIGNAL)
+        killed = False
+        while True:
+            try:
+                code = child[0].wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_asked_at and not killed and time.monotonic() - stop_asked_at[0] > grace_seconds:
+                    print(f"voronka: the Dagster UI did not stop within {grace_seconds:g} s: killed",
+                          file=sys.stderr)
+                    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                        os.killpg(child[0].pid, signal.SIGKILL)
+                    killed = True
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return EXIT_OK if stop_asked_at else code
 
 
 def _print_summary(workspace: Workspace, fmt: str) -> None:
@@ -841,12 +920,51 @@ def _print_summary(workspace: Workspace, fmt: str) -> None:
              "Monte Carlo; `voronka forecast --method weighted_pipeline` shows the CRM baseline)"
              if method == "model" else "\nForecast (weighted pipeline baseline; P10–P90 from Monte Carlo)")
     print(render(forecast, FORECAST_KEYS, "table", title=title))
-    print(render(coverage, COVERAGE_KEYS, "table", title="\nPipeline coverage"))
+    if coverage:
+        print(render(coverage, COVERAGE_KEYS, "table", title="\nPipeline coverage"))
+    else:
+        print(f"\nPipeline coverage: {no_coverage_reason(workspace)}")
     alerts = workspace.home / "alerts" / "alerts.jsonl"
     print(f"\nWarehouse: {workspace.warehouse}")
     if alerts.exists():
         print(f"Alerts:    {alerts}")
     print(f"Dagster:   voronka ui --workspace {workspace.home}")
+
+
+def _printable(text, limit: int = 40) -> str:
+    """CRM text for a terminal line: control characters (escape sequences, new lines) shown as
+    '?', and no longer than `limit`."""
+    import unicodedata
+
+    clean = "".join("?" if unicodedata.category(c).startswith("C") else c for c in str(text))
+    return _shorten(clean, limit)
+
+
+def missing_fx_lines(workspace: Workspace) -> list[str]:
+    """One line per currency whose deal amounts have no rate to the reporting currency (the
+    amounts_convert_to_reporting_currency check): never a silent 0 in the forecast."""
+    from voronka.warehouse_reads import deals_without_fx
+
+    con = _connect_read_only(workspace)
+    try:
+        by_currency = deals_without_fx(con)
+    finally:
+        con.close()
+    reporting = _printable(workspace.config().reporting_currency)
+    lines = []
+    for r in by_currency.itertuples():
+        currency = _printable(r.currency) if r.currency else "(no currency)"
+        lines.append(f"Missing FX: {r.deals} deal(s) in {currency} worth {r.amount:,.0f} {currency} "
+                     f"({r.open_deals} open) have no rate to {reporting}: they count as 0 in bookings, the "
+                     f"pipeline and the forecast; add {currency} rates to an fx_rates CSV in the inbox "
+                     "(docs/crm-exports.md#targets-fx-rates-and-marketing-spend)")
+    return lines
+
+
+def _print_data_warnings(workspace: Workspace) -> None:
+    """Data a run could not use in full, on stderr even with --quiet (it changes the figures)."""
+    for line in missing_fx_lines(workspace):
+        print(line, file=sys.stderr)
 
 
 def _exit_for_checks(outcome: dict, args) -> int:
@@ -882,7 +1000,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="voronka", description="Funnel health and revenue forecasts from CRM exports. "
                      "Exit codes: 0 ok, 1 a user error (one line says what and where), 2 a check failed "
-                     "and --fail-on-check was given.")
+                     "and --fail-on-check was given, 3 the warehouse is busy (a run holds it).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, help_text, func, fmt=True):
@@ -970,8 +1088,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", required=True, help="a table of the warehouse's main schema, e.g. mart_bookings, "
                                                   "or quarantine (the rows that could not be loaded)")
     p.add_argument("--out", required=True, help="FILE.csv or FILE.xlsx")
-    p = add("ui", "open the Dagster UI on the workspace", cmd_ui, fmt=False)
+    p = add("ui", "open the Dagster UI on the workspace (Ctrl-C or SIGTERM stops it)", cmd_ui, fmt=False)
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--stop-timeout", type=float, default=UI_STOP_GRACE_SECONDS,
+                   help="seconds Dagster gets to stop on Ctrl-C/SIGTERM before it is killed (default 30)")
     return parser
 
 
@@ -985,6 +1105,9 @@ def main(argv: list[str] | None = None) -> int:
     except (VoronkaUserError, PipelineError) as err:
         print(f"voronka: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except WarehouseBusyError as err:
+        print(f"voronka: busy: {err}", file=sys.stderr)
+        return EXIT_BUSY
     except KeyboardInterrupt:
         print("voronka: interrupted", file=sys.stderr)
         return 130

@@ -37,7 +37,7 @@ seed: 42
 models_dir: ""               # trained models; empty = the repository's models/ folder
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
-alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals]  # checks that alert
+alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals, missing_fx]  # checks that alert
 max_quarantined_share: 0.05  # a file with more of its rows quarantined fails ingest (exit 1; the rest loads)
 # stage_outcomes:            # closed deals in stages of unknown outcome, per pipeline ("*" = any)
 #   "*": {Выдано: won, Отказ клиента: lost}

@@ -33,3 +33,15 @@ class ConfigError(VoronkaUserError):
 
 class PipelineError(VoronkaUserError):
     """A pipeline stage failed; the message names it and the first line of the failure."""
+
+
+class WarehouseBusyError(Exception):
+    """Another process (a `voronka run`, the Dagster UI's run, a long export) holds the DuckDB
+    warehouse's lock. Not the user's mistake and not a bug: the CLI says so in one line, exit 3."""
+
+    def __init__(self, path, holder_pid: int | None, waited_seconds: float):
+        self.path, self.holder_pid, self.waited_seconds = path, holder_pid, waited_seconds
+        holder = f"process {holder_pid}" if holder_pid else "another process"
+        super().__init__(f"the warehouse {path} is in use by {holder} (a `voronka run`, a run "
+                         f"started from `voronka ui`, or another command); waited {waited_seconds:g} s: "
+                         "try again when it has finished")

@@ -42,6 +42,29 @@ def newest_export_by_source(con: duckdb.DuckDBPyConnection) -> dict[str, datetim
     return {source: newest for source, newest in rows if newest is not None}
 
 
+MISSING_FX_COLUMNS = ["currency", "deals", "open_deals", "amount"]
+
+
+def deals_without_fx(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per currency, the deals whose amount has no rate to the reporting currency (fct_deals
+    converts each deal at its close date's rate, an open deal at the as-of date's): currency,
+    deals, open_deals, amount (in that currency). Without a rate they would count as nothing in
+    bookings, the pipeline and the forecast. Empty before fct_deals is built."""
+    if not table_exists(con, "main.fct_deals"):
+        return pd.DataFrame(columns=MISSING_FX_COLUMNS)
+    return con.execute(
+        """
+        select coalesce(currency, '') as currency, count(*) as deals,
+               cast(sum(case when status_as_of = 'open' then 1 else 0 end) as bigint) as open_deals,
+               sum(cast(amount as double)) as amount
+        from main.fct_deals
+        where amount is not null and amount <> 0 and amount_reporting is null
+        group by 1
+        order by deals desc, currency
+        """
+    ).df()
+
+
 def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     return con.execute(f"select * from {table}").df()
 

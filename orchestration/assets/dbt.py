@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.resources import WorkspaceResource
 from voronka import progress
+from voronka.warehouse_access import RUN_WAIT_SECONDS, open_warehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -115,7 +115,8 @@ def with_row_counts(events, context: dg.AssetExecutionContext, warehouse: Path, 
             names[id(event)] = event.asset_key.path[-1]
     counts = {}
     if warehouse.exists() and any(name in tables for name in names.values()):
-        with duckdb.connect(str(warehouse), read_only=True) as con:
+        # The run's one way of opening the warehouse (voronka/warehouse_access.py).
+        with open_warehouse(warehouse, read_only=False, wait_seconds=RUN_WAIT_SECONDS) as con:
             present = {(r[0], r[1]) for r in con.execute(
                 "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
             ).fetchall()}

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ml import health
+from ml.coverage import NO_TARGET
 from ml.coverage import pipeline_coverage as compute_coverage
 from ml.features import prepare
 from ml.forecast import (
@@ -28,12 +29,14 @@ from voronka import progress
 from voronka.alerts import notify_check, notify_coverage
 from voronka.alerts.checks import (
     EXPORT_FRESHNESS,
+    MISSING_FX,
     NEW_PIPELINE,
     PROB_HIT_TARGET,
     STALLED_DEALS,
 )
 from voronka.warehouse_reads import (
     canonical_frames,
+    deals_without_fx,
     read_table,
     replace_table,
     table_exists,
@@ -60,7 +63,13 @@ def _markdown(frame: pd.DataFrame, columns: list[str]) -> str:
     for c in shown.select_dtypes("float").columns:
         shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}")
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return header + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False))
+    return header + "\n".join("| " + " | ".join(_md_cell(v) for v in row) + " |" for row in shown.itertuples(index=False))
+
+
+def _md_cell(value) -> str:
+    """A table cell of the Dagster UI's markdown: CRM text cannot break the table or add markup."""
+    text = " ".join(str(value).split())
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _scoped(con, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -167,14 +176,14 @@ def _check_result(verdict: health.Health, **extra) -> dg.AssetCheckResult:
 
 
 def _prob_hit_verdict(workspace: WorkspaceResource) -> health.Health:
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         forecast = read_table(con, "main.revenue_forecast")
     return health.prob_hit_target(forecast, workspace.config().min_prob_hit_target)
 
 
 def _new_pipeline_verdict(workspace: WorkspaceResource) -> tuple[health.Health, pd.DataFrame]:
     """(verdict, the creation figures it was judged on)."""
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         forecast = read_table(con, "main.revenue_forecast")
         creation = (read_table(con, "main.new_pipeline_creation")
                     if table_exists(con, "main.new_pipeline_creation") else pd.DataFrame())
@@ -185,7 +194,7 @@ def _new_pipeline_verdict(workspace: WorkspaceResource) -> tuple[health.Health, 
 
 def _stalled_verdict(workspace: WorkspaceResource) -> tuple[health.Health, pd.DataFrame]:
     """(verdict, the deal scores it was judged on)."""
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         scores = read_table(con, "main.deal_scores")
     return health.stalled_share(scores, workspace.config().max_stalled_share), scores
 
@@ -195,6 +204,21 @@ def _stalled_verdict(workspace: WorkspaceResource) -> tuple[health.Health, pd.Da
                             "min_prob_hit_target; ERROR when the target is above the forecast's P90.")
 def prob_hit_target_above_floor(workspace: WorkspaceResource) -> dg.AssetCheckResult:
     return _check_result(_prob_hit_verdict(workspace))
+
+
+def _missing_fx_verdict(workspace: WorkspaceResource) -> health.Health:
+    with workspace.connect() as con:
+        by_currency = deals_without_fx(con)
+    return health.missing_fx(by_currency, workspace.config().reporting_currency)
+
+
+@dg.asset_check(asset=revenue_forecast, name="amounts_convert_to_reporting_currency",
+                description="ERROR when a deal's amount has no FX rate to the reporting currency (its "
+                            "currency has no rate on the day it is converted at): such deals would count as "
+                            "nothing in bookings, the pipeline and the forecast. Metadata: the currencies, "
+                            "deals and amounts.")
+def amounts_convert_to_reporting_currency(workspace: WorkspaceResource) -> dg.AssetCheckResult:
+    return _check_result(_missing_fx_verdict(workspace))
 
 
 @dg.asset_check(asset=revenue_forecast, name="new_pipeline_meets_target_need",
@@ -228,7 +252,7 @@ def _freshness(workspace: WorkspaceResource) -> health.Health:
     unlike everything else, which is judged at the run's as-of time."""
     from voronka.warehouse_reads import newest_export_by_source
 
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         newest = newest_export_by_source(con)
     return health.export_freshness(newest, datetime.utcnow(), workspace.config().max_export_age_days,
                                    replay_as_of=workspace.as_of)
@@ -273,12 +297,21 @@ def pipeline_coverage(workspace: WorkspaceResource) -> dg.MaterializeResult:
                                     required=config.required_coverage, critical=config.critical_coverage)
         coverage.insert(0, "as_of", as_of)
         replace_table(con, "main.pipeline_coverage", coverage)
+        targets = "loaded" if len(coverage) else _no_coverage_reason(con)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(coverage),
+        "targets": targets,
         "periods_below_required": int((coverage.status != "ok").sum()),
         "coverage": dg.MetadataValue.md(_markdown(coverage, ["period", "pipeline", "coverage",
                                                               "required_coverage", "status"])),
     })
+
+
+def _no_coverage_reason(con) -> str:
+    """Why main.pipeline_coverage has no row: no target at all, or none for the current periods."""
+    if not con.execute("select count(*) from raw.targets").fetchone()[0]:
+        return NO_TARGET
+    return "no target for this or next month or quarter: nothing to check"
 
 
 def coverage_detail(con, coverage: pd.DataFrame, as_of) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -315,8 +348,12 @@ def coverage_detail(con, coverage: pd.DataFrame, as_of) -> tuple[pd.DataFrame, p
                             "Metadata: the short scopes, their shortfall in money, and the stages and "
                             "segments where the pipeline is short.")
 def coverage_meets_requirement(workspace: WorkspaceResource) -> dg.AssetCheckResult:
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         coverage = read_table(con, "main.pipeline_coverage")
+        if coverage.empty:  # nothing to cover is not a shortfall: the check passes and says why
+            summary = _no_coverage_reason(con)
+            return dg.AssetCheckResult(passed=True, description=summary,
+                                       metadata={"summary": summary, "rows_checked": 0})
         short = coverage[coverage.status != "ok"]
         as_of = coverage["as_of"].iloc[0] if len(coverage) else workspace.as_of_time()
         try:
@@ -358,7 +395,7 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
     config = workspace.config()
     if "pipeline_coverage" not in config.alert_on:
         return dg.MaterializeResult(metadata={"decision": "none", "reason": "off (not in alert_on)"})
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         coverage = read_table(con, "main.pipeline_coverage")
     as_of = str(coverage["as_of"].iloc[0]) if len(coverage) else str(workspace.as_of_time())
     rows = coverage.drop(columns=["as_of"]).astype(object)
@@ -371,7 +408,8 @@ def coverage_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResou
 @dg.asset(group_name="alerts", deps=[revenue_forecast, deal_scores], owners=["team:revenue-operations"],
           description="Alerts the configured sinks when a funnel-health check turns bad — P(hit target) "
                       "below the floor, new deals short of what the target needs, too many stalled "
-                      "deals — reminds while it stays bad and says when it recovers (one alert kind each).")
+                      "deals, deal amounts with no FX rate — reminds while it stays bad and says when "
+                      "it recovers (one alert kind each).")
 def forecast_health_alerts(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     config = workspace.config()
     stalled, _ = _stalled_verdict(workspace)
@@ -379,8 +417,8 @@ def forecast_health_alerts(context: dg.AssetExecutionContext, workspace: Workspa
     over = stalled.rows[stalled.rows["stalled_share"] > limit].assign(currency=config.reporting_currency) \
         if len(stalled.rows) else stalled.rows
     failing = {PROB_HIT_TARGET: _prob_hit_verdict(workspace).rows, NEW_PIPELINE: _new_pipeline_verdict(workspace)[0].rows,
-               STALLED_DEALS: over}
-    with workspace.connect(read_only=True) as con:
+               STALLED_DEALS: over, MISSING_FX: _missing_fx_verdict(workspace).rows}
+    with workspace.connect() as con:
         forecast = read_table(con, "main.revenue_forecast")
     as_of = str(forecast["as_of"].iloc[0]) if len(forecast) else str(workspace.as_of_time())
     metadata = {}

@@ -49,7 +49,7 @@ RAW = [dg.AssetKey(["raw", t]) for t in ("deals", "stage_events", "pipeline_stag
 def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResource):
     config = workspace.config()
     as_of = workspace.as_of_time()
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         frames = canonical_frames(con, as_of)
     # The note names the step running, so a long fit does not read as stuck on the one before.
     steps = [*TRAINING_STEPS, "trained"]
@@ -145,7 +145,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
 
     config = workspace.config()
     as_of = workspace.as_of_time()
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         frames = canonical_frames(con, as_of)
     # run_backtest reports each origin done as "origin 2025-01-01 (3/23)": the bar takes its
     # count and total from there.

@@ -31,7 +31,7 @@ OPTIONAL += [getattr(models, "forecast_backtest")] if hasattr(models, "forecast_
                 "dated copy. Sections whose marts are not built yet say so.",
 )
 def leadership_report(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
-    with workspace.connect(read_only=True) as con:
+    with workspace.connect() as con:
         data = report_data(con, models_dir=workspace.workspace.models_dir())
     latest, dated = write_report(render_report(data), workspace.workspace.reports, data["as_of"])
     context.log.info(f"leadership report written to {latest}")

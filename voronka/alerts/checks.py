@@ -1,5 +1,5 @@
 """How the checks other than coverage speak in an alert (export freshness, the funnel-health
-checks): the scope
+checks, missing FX rates): the scope
 each failing row stands for, its severity and its line. Rows are those of the ml.health verdicts
 (plain dicts here: no pandas, no Dagster)."""
 
@@ -10,7 +10,8 @@ import math
 from voronka.alerts.model import CheckAlert, _money
 
 # Every alert kind, in the order a reader meets them; `alert_on` in voronka.yaml picks from these.
-ALERT_KINDS = ("pipeline_coverage", "export_freshness", "prob_hit_target", "new_pipeline", "stalled_deals")
+ALERT_KINDS = ("pipeline_coverage", "export_freshness", "prob_hit_target", "new_pipeline", "stalled_deals",
+               "missing_fx")
 
 
 def _scope(row: dict) -> str:
@@ -66,4 +67,15 @@ STALLED_DEALS = CheckAlert(
     severity=lambda r: "warn",
     line=lambda r: (f"{r['pipeline']}: {r['stalled_share']:.0%} of open deals stalled ({r['stalled_deals']} of "
                     f"{r['open_deals']}, {_money(r['stalled_amount'], _currency(r))})"),
+)
+
+MISSING_FX = CheckAlert(
+    kind="missing_fx",
+    what="Deal amounts with no FX rate to the reporting currency",
+    scope=lambda r: r["currency"] or "(no currency)",
+    severity=lambda r: "error",
+    line=lambda r: (f"{r['deals']} deal(s) in {r['currency'] or '(no currency)'} worth "
+                    f"{_money(r['amount'], r['currency'] or '').strip()} ({r['open_deals']} open) have no rate to "
+                    f"{r['reporting_currency']}: they count as nothing in bookings, the pipeline and the forecast "
+                    "until an fx_rates file gives one"),
 )
