@@ -412,14 +412,20 @@ def headline_metrics(report: dict, keys: tuple) -> dict:
 
 
 def model_evaluation(store: ModelStore) -> dict:
-    """The `voronka evaluate` figures from the cards of the models in use."""
+    """The `voronka evaluate` figures from the cards of the models in use; a model with no
+    promoted version shows its newest one, `in_use` False and the gate's reason (short history,
+    refused). ModelNotFoundError when the workspace never trained one."""
     out = {}
     for name, key, keys in ((WIN_MODEL, "win_model", WIN_HEADLINE), (TIME_TO_CLOSE, "time_to_close", TTC_HEADLINE)):
         version = store.current_version(name)
-        if version is None:
+        own = store.versions(name)
+        if version is None and not own:
             raise ModelNotFoundError(f"{store.not_found_message(name)}: run `voronka run --retrain` first")
-        card = store.card(name, version)
+        card = store.card(name, version or own[-1])
         flat = {**card.get("metrics", {}), **card.get("rows", {}),
                 **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
-        out[key] = {"version": version, **headline_metrics(flat, keys)}
+        out[key] = {"version": card["version"], "in_use": version is not None,
+                    **headline_metrics(flat, keys)}
+        if version is None:
+            out[key]["reason"] = (card.get("gate") or {}).get("reason", "")
     return out

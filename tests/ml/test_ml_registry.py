@@ -205,6 +205,21 @@ def test_usage_notes_say_why_the_baseline_scores(tmp_path):
          "examples; the stage win rate scores)")]
 
 
+def test_evaluate_shows_a_model_not_in_use_with_the_reason(tmp_path):
+    store = ModelStore(tmp_path, workspace_id="ws")
+    with pytest.raises(ModelNotFoundError, match="run `voronka run --retrain` first"):
+        registry.model_evaluation(store)
+    short = promote_if_not_worse(store, "win_model", "baseline only",
+                                 {"fallback": "short history: 9 training examples"})
+    ttc = promote_if_not_worse(store, "time_to_close_model", "ttc",
+                               {"c_index": 0.8, "baseline_c_index": 0.7})
+    out = registry.model_evaluation(store)
+    assert out["win_model"] == {"version": short.version, "in_use": False,
+                                "reason": "not promoted: short history: 9 training examples"}
+    assert out["time_to_close"] == {"version": ttc.version, "in_use": True, "c_index": 0.8,
+                                    "baseline_c_index": 0.7}
+
+
 def test_the_gate_refuses_what_is_too_good_to_be_true():
     leaky = {**GOOD_WIN, "auc": 0.995, "baseline_auc": 0.72,
              "feature_importance": [{"feature": "amount_reporting", "importance": 0.4, "std": 0.01},
