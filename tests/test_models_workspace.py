@@ -47,3 +47,21 @@ def test_a_shared_store_never_gives_one_workspace_the_others_model(tmp_path):
     with pytest.raises(dg.Failure, match="trained on another workspace's data"):
         _load_in_use(globex.model_store(), "win_model")
     assert ModelStore(shared).versions("win_model")  # still there, for acme
+
+
+def test_a_short_history_run_says_why_in_one_line_and_exits_0(tmp_path, capsys):
+    """Short history is no failed run, even with --fail-on-check: one line says why the stage
+    baseline scores."""
+    from types import SimpleNamespace
+
+    from ml.registry import usage_notes
+    from voronka.cli import _exit_for_checks
+
+    ws = Workspace(tmp_path / "young").create()
+    promote_if_not_worse(ws.model_store(), "win_model", "stage baseline only",
+                         {"fallback": "short history: 9 training examples; the stage win rate scores"})
+    outcome = {"checks_failed": [], "model_notes": usage_notes(ws.model_store(), ("win_model",))}
+    assert _exit_for_checks(outcome, SimpleNamespace(quiet=False, fail_on_check=True)) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["Models: win_model: the stage baseline scores the deals (not promoted: short "
+                     "history: 9 training examples; the stage win rate scores)"]
