@@ -93,6 +93,15 @@ def train_models(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     return examples, ttc_examples, WinArtifact(model, baseline), win_report, ttc, ttc_report
 
 
+def used_features(artifact) -> list[str]:
+    """The features a stored artifact really uses (for its card): the win model's, the
+    time-to-close model's design columns, or the stage baseline's."""
+    model = artifact.model if isinstance(artifact, WinArtifact) else artifact
+    if model is None or isinstance(model, StageCumulativeIncidenceBaseline):
+        return ["pipeline", "pipeline_stage"]
+    return list(getattr(model, "features_", None) or getattr(model, "columns_", []))
+
+
 def _stage_win_baseline(examples: pd.DataFrame) -> StageWinRateBaseline:
     resolved = examples[examples["event"].astype(str) != "censored"]
     if resolved.empty:  # no outcome known yet: nothing to learn, say so with an even prior

@@ -332,6 +332,7 @@ def train_time_to_close(examples: pd.DataFrame, seed: int = 0, split_date=None,
     report = evaluate_time_to_close(examples, split, model=model, seed=seed)
     fitted = (TimeToCloseModel(random_state=seed) if model is None else clone(model)).fit(examples)
     report.update({"n_fit": int(fitted.n_fit_rows_), "n_rows": int(fitted.n_rows_),
+                   "features_left_out": dict(fitted.leaks_),
                    "train_from": str(examples["as_of"].min().date()),
                    "train_to": str(examples["as_of"].max().date())})
     return fitted, report

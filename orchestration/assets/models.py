@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ml.features import FEATURES
 from ml.registry import (
     TIME_TO_CLOSE,
     TTC_HEADLINE,
@@ -19,6 +18,7 @@ from ml.scoring import (
     score_open_deals,
     stage_duration_quantiles,
     train_models,
+    used_features,
 )
 from orchestration.resources import WorkspaceResource
 from voronka import progress
@@ -67,7 +67,7 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
             (WIN_MODEL, win, win_report, WIN_HEADLINE, win_examples),
             (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE, ttc_examples)):
         promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
-                                         features=list(FEATURES))
+                                         features=used_features(artifact))
         if report.get("fallback"):  # short history: the stage baseline scores, the run goes on
             context.log.warning(f"{name}: {report['fallback']}")
         headline = headline_metrics(report, keys)

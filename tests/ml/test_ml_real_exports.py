@@ -19,7 +19,7 @@ from synthetic_company import canonical, company_frames
 from ml import metrics
 from ml.features import build_training_examples, final_state_leaks
 from ml.registry import check_gate
-from ml.scoring import WinArtifact, baseline_models, score_open_deals, train_models
+from ml.scoring import WinArtifact, baseline_models, score_open_deals, train_models, used_features
 from ml.survival import StageCumulativeIncidenceBaseline, TimeToCloseModel
 from ml.win_model import (
     ShortHistoryError,
@@ -73,6 +73,7 @@ def test_a_zero_amount_on_lost_deals_is_found_and_left_out(leaky_examples, clean
 def test_the_guarded_model_does_not_learn_the_leak(leaky_examples):
     model, report = train_win_model(leaky_examples, seed=0)
     assert "amount_reporting" not in model.features_
+    assert "amount_reporting" not in used_features(WinArtifact(model, None))
     assert "amount_reporting" in report["features_left_out"]
     assert report["auc"] < 0.9  # what the deal's state tells, not the answer
     assert "too good" not in check_gate("win_model", report)[1]
@@ -96,6 +97,7 @@ def test_the_time_to_close_model_leaves_the_leak_out_too(leaky_examples, clean_e
     assert not any(c.startswith("amount_reporting") for c in leaky.columns_)
     clean = TimeToCloseModel(max_rows=3000).fit(clean_examples)
     assert clean.leaks_ == {} and "amount_reporting" in clean.columns_
+    assert "amount_reporting" not in used_features(leaky) and "amount_reporting" in used_features(clean)
 
 
 # ------------------------------------------------------------------ the CRM's probability
