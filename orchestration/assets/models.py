@@ -113,8 +113,7 @@ def deal_scores(context: dg.AssetExecutionContext, workspace: WorkspaceResource)
             context.log.warning(f"deal scores: {err.description}; scoring with the stage baselines")
             win, ttc = baseline_models(frames["deals"], frames["stage_events"],
                                        frames["pipeline_stages"], as_of, seed=workspace.config().seed)
-            note = f"stage baseline: {err.description}"
-            win_card = ttc_card = {"version": note}
+            win_card = ttc_card = {"version": err.description}
             win_in_use = ttc_in_use = False
         stays = con.execute("select pipeline, stage, days_in_stage, is_open from main.fct_stage_transitions "
                             "where stage_kind = 'open'").df()
