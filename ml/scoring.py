@@ -103,9 +103,8 @@ def used_features(artifact) -> list[str]:
 
 
 def _stage_win_baseline(examples: pd.DataFrame) -> StageWinRateBaseline:
+    # No outcome known yet (a brand-new workspace): the baseline says 0.5 everywhere.
     resolved = examples[examples["event"].astype(str) != "censored"]
-    if resolved.empty:  # no outcome known yet: nothing to learn, say so with an even prior
-        resolved = examples.head(0)
     return StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
 
 
