@@ -63,8 +63,8 @@ def test_a_short_history_run_says_why_in_one_line_and_exits_0(tmp_path, capsys):
     outcome = {"checks_failed": [], "model_notes": usage_notes(ws.model_store(), ("win_model",))}
     assert _exit_for_checks(outcome, SimpleNamespace(quiet=False, fail_on_check=True)) == 0
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["Models: win_model: the stage baseline scores the deals (not promoted: short "
-                     "history: 9 training examples; the stage win rate scores)"]
+    assert lines == [("Models: win_model: the stage baseline scores the deals (not promoted: short "
+                      "history: 9 training examples; the stage win rate scores)")]
 
 
 def test_a_young_org_trains_without_failing_and_the_gate_check_says_why(tmp_path, monkeypatch):

@@ -19,16 +19,24 @@ from synthetic_company import canonical, company_frames
 from ml import metrics
 from ml.features import build_training_examples, final_state_leaks
 from ml.registry import check_gate
-from ml.scoring import WinArtifact, baseline_models, score_open_deals, train_models, used_features
+from ml.scoring import (
+    WinArtifact,
+    baseline_models,
+    score_open_deals,
+    train_models,
+    used_features,
+)
 from ml.survival import StageCumulativeIncidenceBaseline, TimeToCloseModel
 from ml.win_model import (
     ShortHistoryError,
     SmallWinModel,
     WinModel,
     crm_baseline,
+    cutoff_of,
     default_split,
     default_win_model,
     evaluate_win_model,
+    maturity,
     train_win_model,
 )
 
@@ -115,18 +123,33 @@ def test_the_crm_baseline_is_the_stage_probability_else_the_stage_order():
 def test_the_evaluation_scores_the_crm_probability_on_the_same_holdout(clean_examples):
     split = default_split(clean_examples)
     report = evaluate_win_model(clean_examples, split, model=SmallWinModel(random_state=0))
-    # Recompute by hand on the hold-out rows the evaluation used.
-    test = clean_examples[(clean_examples["as_of"] >= split)
+    # Recomputed by hand on the hold-out rows the evaluation uses: from the split to the
+    # maturity before the cut-off, outcome known.
+    end = cutoff_of(clean_examples) - pd.Timedelta(days=maturity(clean_examples))
+    test = clean_examples[(clean_examples["as_of"] >= split) & (clean_examples["as_of"] <= end)
                           & (clean_examples["event"].astype(str) != "censored")]
-    test = test[test["as_of"] <= test["as_of"].max()]
-    assert report["crm_source"] == "crm_probability"
-    assert report["n_test"] <= len(test)
-    assert 0.5 < report["crm_auc"] < 1 and 0 < report["crm_brier"] < 0.25
+    assert report["crm_source"] == "crm_probability" and report["n_test"] == len(test)
+    y, crm = test["won"].to_numpy(), test["crm_probability"].to_numpy(float)
+    assert report["crm_coverage"] == 1.0
+    assert report["crm_auc"] == pytest.approx(metrics.roc_auc(y, crm))
+    assert report["crm_brier"] == pytest.approx(np.mean((crm - y) ** 2))
+    assert 0.5 < report["crm_auc"] < 1
     # The model is gated against it: a model worse than the CRM is refused.
     worse = {**report, "crm_auc": report["auc"] + 0.01}
     passed, reason = check_gate("win_model", worse)
     assert not passed and "vs crm_probability" in reason and "(worse)" in reason
     assert check_gate("win_model", report)[0], check_gate("win_model", report)[1]
+
+
+def test_without_crm_probabilities_the_stage_order_ranks_and_has_no_brier(small_company):
+    """amoCRM and Bitrix24 give no probabilities: the stage order stands in, AUC only."""
+    c = small_company
+    stages = c["pipeline_stages"].assign(crm_probability=np.nan)
+    examples = build_training_examples(c["deals"], c["stage_events"], stages, seed=0)
+    report = evaluate_win_model(examples, default_split(examples), model=SmallWinModel(random_state=0))
+    assert report["crm_source"] == "stage_order" and "crm_brier" not in report
+    assert 0.5 < report["crm_auc"] < report["auc"]
+    assert "vs stage_order" in check_gate("win_model", report)[1]
 
 
 def test_crm_auc_is_the_auc_of_the_stage_probability():
