@@ -23,13 +23,16 @@ def test_the_store_defaults_to_models_inside_the_workspace(tmp_path):
 
 
 def test_a_workspace_id_is_written_once_and_differs_between_workspaces(tmp_path):
-    acme, globex = Workspace(tmp_path / "acme"), Workspace(tmp_path / "globex")
+    acme, globex = Workspace(tmp_path / "acme").create(), Workspace(tmp_path / "globex").create()
     first = acme.workspace_id()
     assert len(first) == 32 and (tmp_path / "acme" / "workspace_id").read_text().strip() == first
     assert Workspace(tmp_path / "acme").workspace_id() == first  # read back, never rewritten
     assert globex.workspace_id() != first
     store = acme.model_store()
     assert store.workspace_id == first and store.root == acme.models_dir()
+    # A mistyped --workspace of a read command is not created; its store is empty.
+    typo = Workspace(tmp_path / "acmee")
+    assert typo.model_store().current_version("win_model") is None and not typo.home.exists()
 
 
 def test_a_shared_store_never_gives_one_workspace_the_others_model(tmp_path):

@@ -198,8 +198,8 @@ class Workspace:
         return self.resolve(configured) if configured else self.home / "models"
 
     def workspace_id(self) -> str:
-        """This workspace's identity: a random id written once into <home>/workspace_id on first
-        use and never changed. Every model version records it; a model is only used on the
+        """This workspace's identity: a random id written once into <home>/workspace_id (the
+        folder must exist) on first use and never changed. Every model version records it; a model is only used on the
         workspace it was trained on (a copied workspace keeps its id, and its data)."""
         path = self.home / WORKSPACE_ID_FILE
         try:
@@ -208,7 +208,6 @@ class Workspace:
             text = ""
         if text:
             return text
-        self.home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{WORKSPACE_ID_FILE}.{uuid.uuid4().hex}")
         tmp.write_text(uuid.uuid4().hex + "\n", encoding="utf-8")
         try:
@@ -223,10 +222,13 @@ class Workspace:
         return path.read_text(encoding="utf-8").strip()
 
     def model_store(self):
-        """The model store of this workspace (versions trained on its data only)."""
+        """The model store of this workspace (versions trained on its data only). A workspace
+        folder that does not exist (a read command with a mistyped --workspace) is not created:
+        its store has no version."""
         from ml.registry import ModelStore
 
-        return ModelStore(self.models_dir(), workspace_id=self.workspace_id())
+        identity = self.workspace_id() if self.home.is_dir() else "(no workspace)"
+        return ModelStore(self.models_dir(), workspace_id=identity)
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)
