@@ -50,7 +50,7 @@ from ml.forecast import (
     weighted_won_by,
 )
 from ml.periods import month_of, quarter_of
-from ml.survival import TimeToCloseModel
+from ml.survival import StageCumulativeIncidenceBaseline, TimeToCloseModel
 from ml.win_model import StageWinRateBaseline, WinModel, cutoff_of, maturity
 
 STAGE_WIN_RATE, SEASONAL_NAIVE = "stage_win_rate", "seasonal_naive"
@@ -132,9 +132,9 @@ def booked_between(won: pd.DataFrame, start, end, created_after=None) -> pd.Seri
 @dataclass
 class FittedAt:
     cutoff: pd.Timestamp
-    win: WinModel
+    win: WinModel | StageWinRateBaseline  # the baseline when the origin's history is too short
     baseline: StageWinRateBaseline
-    ttc: TimeToCloseModel
+    ttc: TimeToCloseModel | StageCumulativeIncidenceBaseline
     n_examples: int
     seconds: float
 
@@ -158,9 +158,18 @@ def fit_models(timeline, seed: int = 0, max_examples: int | None = 100_000,
     resolved = win_examples[win_examples["event"].astype(str) != "censored"]
     end = cutoff_of(win_examples) - pd.Timedelta(days=maturity(win_examples))
     train = resolved[resolved["as_of"] <= end]
-    win = WinModel(random_state=seed).fit(train, train["won"].to_numpy(), sample_time=train["as_of"])
     baseline = StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
-    ttc = TimeToCloseModel(random_state=seed, max_rows=ttc_rows).fit(examples)
+    # The stage baselines when the origin's history is too short to fit (as ml.scoring does).
+    # The booster at every size: the daily model's logistic regression for small orgs
+    # (ml.win_model.default_win_model) is not replayed here yet.
+    try:
+        win = WinModel(random_state=seed).fit(train, train["won"].to_numpy(), sample_time=train["as_of"])
+    except ValueError:
+        win = baseline
+    try:
+        ttc = TimeToCloseModel(random_state=seed, max_rows=ttc_rows).fit(examples)
+    except ValueError:
+        ttc = StageCumulativeIncidenceBaseline().fit(examples)
     return FittedAt(timeline.cutoff, win, baseline, ttc, len(examples), time.perf_counter() - started)
 
 

@@ -26,7 +26,16 @@ days_to_expected_close is empty (NaN).
 
 A deal is open at an as-of time when it was created, its close (closed_at) is later, and its last
 stage event so far is not a won/lost stage (a deal lost and later reopened is not open while it
-was lost).
+was lost). A deal closed with an unknown outcome (outcome 'unknown') gives no example and is not
+open pipeline: its label is neither won nor lost. A close before the creation is read as a close
+at the creation (no negative durations).
+
+Final-state attributes. Without `deal_history`, the amount is the value the export holds at the
+end, written when the deal closed: some CRMs (and people) zero the amount of a lost deal, so a
+missing or zero amount on a closed deal can tell its outcome, a value no one knew while the deal
+was open. `final_state_leaks` finds such a feature on labelled rows (whether it is unknown —
+missing or <= 0 — differs between won and lost deals by more than LEAK_SHARE_GAP); the win and
+time-to-close models then leave it out (their cards say why).
 
 Everything is vectorised (factorize, searchsorted, merge_asof, groupby): a million deals
 build in tens of seconds.
@@ -61,6 +70,34 @@ HISTORIZED = ["amount_reporting", "expected_close_date", "owner", "lead_source",
 LATEST_ATTRIBUTES = ("amount_reporting", "owner", "lead_source", "segment", "region", "product")
 MISSING = "(none)"
 DAY = np.timedelta64(1, "D")
+# Features an export may hold only as their final value (see the module doc) and the gap in the
+# share of unknown values (missing or <= 0) between won and lost deals above which they leak.
+FINAL_STATE_FEATURES = ("amount_reporting",)
+LEAK_SHARE_GAP = 0.2
+LEAK_MIN_UNKNOWN = 10
+
+
+def final_state_leaks(X: pd.DataFrame, won, features=FINAL_STATE_FEATURES,
+                      gap: float = LEAK_SHARE_GAP) -> dict[str, str]:
+    """{feature: why} for each final-state feature whose being unknown (missing or <= 0) tells
+    the outcome on these labelled rows: the shares of unknown values among won and among lost
+    rows differ by more than `gap` (and at least LEAK_MIN_UNKNOWN rows are unknown). won: 1/0
+    (or True/False) per row of X, only rows whose outcome is known."""
+    won = np.asarray(won).astype(bool)
+    out = {}
+    if won.all() or not won.any():
+        return out
+    for col in features:
+        if col not in X:
+            continue
+        values = pd.to_numeric(X[col], errors="coerce").to_numpy(float)
+        unknown = ~(values > 0)  # NaN or <= 0
+        share_won, share_lost = unknown[won].mean(), unknown[~won].mean()
+        if unknown.sum() >= LEAK_MIN_UNKNOWN and abs(share_lost - share_won) > gap:
+            out[col] = (f"{col} left out: missing or 0 on {share_lost:.0%} of lost and "
+                        f"{share_won:.0%} of won examples, a final-state value that tells the "
+                        "outcome (no history says what it was while the deal was open)")
+    return out
 
 
 @dataclass
@@ -133,6 +170,10 @@ def prepare(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stages: pd
                 np.nan if col == "amount_reporting" else MISSING)
     outcome = deals["outcome"].astype(str).str.lower().to_numpy()
     closed_at = _ts(deals["closed_at"]).to_numpy()
+    # A close before the creation (flagged by ingest) is a close at the creation.
+    created_v = d["created_at"].to_numpy()
+    closed_at = np.where(pd.notna(closed_at) & pd.notna(created_v) & (closed_at < created_v),
+                         created_v, closed_at).astype("datetime64[ns]")
 
     ev = pd.DataFrame({
         "deal_key": stage_events["deal_key"].astype(str).to_numpy(),
@@ -161,8 +202,9 @@ def prepare(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stages: pd
     cutoff = pd.Timestamp(cutoff)
     # A deal closed with no known close time cannot be placed in time: it has no as-of rows.
     d["close_known"] = d["close_at"].notna() & (d["close_at"] <= cutoff)
+    # Closed with an unknown outcome: neither a label nor open pipeline, so no example at all.
     d["placeable"] = d["created_at"].notna() & (d["created_at"] <= cutoff) & ~(
-        (d["outcome"] != "open") & d["close_at"].isna())
+        (d["outcome"] != "open") & d["close_at"].isna()) & (outcome != "unknown")
 
     ev = ev[ev["entered_at"] <= cutoff]
     # A repeated entry into the stage the deal is already in (a snapshot seeing it twice) is no

@@ -11,9 +11,18 @@ hour), so a half-written version is never loaded. Versions sort by name (UTC tim
 then a random suffix).
 
 The gate: a new version is promoted only when its hold-out metrics are not worse than the
-baseline's measured on the same hold-out (win model: AUC and Brier; time to close: concordance).
-A version that fails is still stored, with the reason in its card, for the record; loading picks
-the newest complete version that passed, so the previous one stays in use.
+baseline's measured on the same hold-out (win model: AUC and Brier; time to close: concordance),
+the win model's AUC is not below the CRM's own probability's (when the export carries one), and
+its AUC is not too good to be true (>= TOO_GOOD_AUC: a feature leaks the outcome; the reason
+names the feature with the top hold-out permutation importance). A version that fails is still
+stored, with the reason in its card, for the record; loading picks the newest complete version
+that passed, so the previous one stays in use.
+
+Workspaces: a store opened with a `workspace_id` writes it into every card, and sees only the
+versions trained on that workspace (listing, current version, loading). Loading a version of
+another workspace raises ForeignModelError: a model is never used on data it was not trained on,
+even when several workspaces share one models_dir. Cards without a workspace id (written before
+versions recorded it) belong to no workspace and are not used by a store that has one.
 """
 
 from __future__ import annotations
@@ -47,8 +56,16 @@ GATES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# A win model this good on a hold-out of real sales deals has seen the answer: a feature leaks.
+TOO_GOOD_AUC = 0.97
+
+
 class ModelNotFoundError(LookupError):
     """No complete, promoted version of the model is in the store."""
+
+
+class ForeignModelError(ModelNotFoundError):
+    """The version was trained on another workspace's data: it is never used here."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +110,12 @@ def _jsonable(x):
 def check_gate(name: str, report: dict, rules: list[tuple[str, str]] | None = None,
                tolerance: float = 0.0) -> tuple[bool, str]:
     """(passed, reason): every gated metric is not worse than its baseline_ twin (by more than
-    `tolerance`). A missing or NaN metric fails."""
+    `tolerance`); for the win model also not worse in AUC than the CRM's probability (crm_auc,
+    when the report has it) and not too good to be true (auc >= TOO_GOOD_AUC fails and names
+    the top feature of the hold-out permutation importance). A missing or NaN metric fails; a
+    report with `fallback` (no model could be trained: short history) fails with that reason."""
+    if report.get("fallback"):
+        return False, f"not promoted: {report['fallback']}"
     if rules is None and name not in GATES:
         return False, f"not promoted: no quality gate is defined for {name!r}"
     rules = GATES[name] if rules is None else rules
@@ -106,9 +128,33 @@ def check_gate(name: str, report: dict, rules: list[tuple[str, str]] | None = No
         worse = value < base - tolerance if direction == "higher" else value > base + tolerance
         text = f"{metric} {value:.4f} vs baseline {base:.4f}"
         (failures if worse else checks).append(text + (" (worse)" if worse else ""))
+    if name == "win_model":
+        failures, checks = _win_extra_checks(report, tolerance, failures, checks)
     if failures:
         return False, "not promoted: " + "; ".join(failures)
     return True, "promoted: " + ("; ".join(checks) if checks else "no gate for this model")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _win_extra_checks(report: dict, tolerance: float, failures: list, checks: list):
+    auc, crm_auc = report.get("auc"), report.get("crm_auc")
+    if _finite(auc) and _finite(crm_auc):
+        source = report.get("crm_source") or "CRM probability"
+        text = f"auc {auc:.4f} vs {source} {crm_auc:.4f}"
+        if _finite(report.get("crm_brier")):
+            text += f" (brier {report.get('brier', float('nan')):.4f} vs {report['crm_brier']:.4f})"
+        worse = auc < crm_auc - tolerance
+        (failures if worse else checks).append(text + (" (worse)" if worse else ""))
+    if _finite(auc) and auc >= TOO_GOOD_AUC:
+        importance = report.get("feature_importance") or []
+        top = importance[0]["feature"] if importance else None
+        failures.append(f"hold-out auc {auc:.4f} >= {TOO_GOOD_AUC} is too good to be true: "
+                        + (f"feature '{top}' (top hold-out permutation importance) probably "
+                           "leaks the outcome" if top else "a feature probably leaks the outcome"))
+    return failures, checks
 
 
 def build_card(name: str, report: dict, examples: pd.DataFrame | None = None,
@@ -165,7 +211,8 @@ def render_card(card: dict) -> str:
                   "| feature | importance | std |", "|---|---|---|"]
         lines += [f"| {r['feature']} | {r['importance']:.4f} | {r['std']:.4f} |" for r in importance]
         lines += [""]
-    lines += ["## Data and libraries", "", f"- data fingerprint: `{card.get('data_fingerprint')}`"]
+    lines += ["## Data and libraries", "", f"- workspace: `{card.get('workspace_id')}`",
+              f"- data fingerprint: `{card.get('data_fingerprint')}`"]
     lines += [f"- {k} {v}" for k, v in card.get("library_versions", {}).items()] + [""]
     return "\n".join(lines)
 
@@ -191,10 +238,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 class ModelStore:
-    """models/<name>/<version>/{model.joblib, card.json, card.md}; see the module doc."""
+    """models/<name>/<version>/{model.joblib, card.json, card.md}; see the module doc.
 
-    def __init__(self, root):
+    workspace_id: the identity of the workspace whose data the models are trained on (written
+    into every card saved, and the only versions listed and loaded); None = every version (for
+    tools that read a store as a whole)."""
+
+    def __init__(self, root, workspace_id: str | None = None):
         self.root = Path(root)
+        self.workspace_id = workspace_id
+
+    def _belongs(self, card: dict) -> bool:
+        return self.workspace_id is None or card.get("workspace_id") == self.workspace_id
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -212,6 +267,8 @@ class ModelStore:
         self._sweep(folder)
         version = self._new_version()
         card = {**card, "version": version, "gate": {"promoted": bool(promoted), "reason": reason}}
+        if self.workspace_id is not None:
+            card["workspace_id"] = self.workspace_id
         tmp = folder / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
@@ -250,7 +307,15 @@ class ModelStore:
         return card
 
     def versions(self, name: str, promoted_only: bool = False) -> list[str]:
-        """Complete versions, oldest first."""
+        """Complete versions of this store's workspace, oldest first."""
+        return [v for v, card in self._cards(name)
+                if self._belongs(card) and (not promoted_only or card.get("gate", {}).get("promoted"))]
+
+    def foreign_versions(self, name: str) -> list[str]:
+        """Complete versions trained on another workspace (or on none recorded): never used."""
+        return [v for v, card in self._cards(name) if not self._belongs(card)]
+
+    def _cards(self, name: str) -> list[tuple[str, dict]]:
         folder = self._dir(name)
         if not folder.is_dir():
             return []
@@ -259,15 +324,13 @@ class ModelStore:
             if p.name.startswith(".") or not p.is_dir():
                 continue
             card = self._read_card(p)
-            if card is None:
-                continue
-            if promoted_only and not card.get("gate", {}).get("promoted"):
-                continue
-            out.append(p.name)
+            if card is not None:
+                out.append((p.name, card))
         return out
 
     def current_version(self, name: str) -> str | None:
-        """The version loading returns: the newest complete version that passed the gate."""
+        """The version loading returns: the newest complete version of this workspace that
+        passed the gate."""
         promoted = self.versions(name, promoted_only=True)
         return promoted[-1] if promoted else None
 
@@ -278,12 +341,27 @@ class ModelStore:
                 f"model {name!r} has no complete version {version!r} in {self.root}")
         return card
 
+    def not_found_message(self, name: str) -> str:
+        """Why no version of `name` is in use here, in one line."""
+        foreign = self.foreign_versions(name)
+        text = f"model {name!r} has no promoted version trained on this workspace in {self.root}"
+        if foreign:
+            text += (f" ({len(foreign)} version(s) there were trained on another workspace's data"
+                     " and are never used here)")
+        return text
+
     def load(self, name: str, version: str | None = None):
-        """(artifact, card) of `version`, or of the current version."""
+        """(artifact, card) of `version`, or of the current version. A version trained on
+        another workspace raises ForeignModelError."""
         version = version or self.current_version(name)
         if version is None:
-            raise ModelNotFoundError(f"model {name!r} has no promoted version in {self.root}")
+            raise ModelNotFoundError(self.not_found_message(name))
         card = self.card(name, version)
+        if not self._belongs(card):
+            raise ForeignModelError(
+                f"model {name!r} version {version} was trained on workspace "
+                f"{card.get('workspace_id') or '(not recorded)'}, not on this one "
+                f"({self.workspace_id}): it is not used here")
         return joblib.load(self._dir(name) / version / ARTIFACT), card
 
 
@@ -302,8 +380,29 @@ def promote_if_not_worse(store: ModelStore, name: str, artifact, report: dict,
 
 
 WIN_MODEL, TIME_TO_CLOSE = "win_model", "time_to_close_model"
-WIN_HEADLINE = ("auc", "baseline_auc", "brier", "baseline_brier", "ece", "log_loss", "n_train", "n_test")
+WIN_HEADLINE = ("auc", "baseline_auc", "crm_auc", "brier", "baseline_brier", "crm_brier", "ece",
+                "log_loss", "n_train", "n_test")
 TTC_HEADLINE = ("c_index", "baseline_c_index", "ibs", "baseline_ibs", "n_train", "n_test")
+
+
+def usage_notes(store: ModelStore, names: tuple = (WIN_MODEL, TIME_TO_CLOSE)) -> list[str]:
+    """One line per model that is not what scores the deals (short history, refused by the
+    gate, none trained on this workspace) or that left a leaking feature out; [] when the
+    models in use are plain. For the CLI after a run."""
+    lines = []
+    for name in names:
+        version = store.current_version(name)
+        own = store.versions(name)
+        if version is None and not own:
+            lines.append(f"{name}: {store.not_found_message(name)}")
+            continue
+        card = store.card(name, version or own[-1])
+        if version is None:
+            reason = (card.get("gate") or {}).get("reason", "")
+            lines.append(f"{name}: the stage baseline scores the deals ({reason})")
+        left_out = (card.get("curves") or {}).get("features_left_out") or {}
+        lines += [f"{name}: {why}" for why in left_out.values()]
+    return lines
 
 
 def headline_metrics(report: dict, keys: tuple) -> dict:
@@ -313,14 +412,20 @@ def headline_metrics(report: dict, keys: tuple) -> dict:
 
 
 def model_evaluation(store: ModelStore) -> dict:
-    """The `voronka evaluate` figures from the cards of the models in use."""
+    """The `voronka evaluate` figures from the cards of the models in use; a model with no
+    promoted version shows its newest one, `in_use` False and the gate's reason (short history,
+    refused). ModelNotFoundError when the workspace never trained one."""
     out = {}
     for name, key, keys in ((WIN_MODEL, "win_model", WIN_HEADLINE), (TIME_TO_CLOSE, "time_to_close", TTC_HEADLINE)):
         version = store.current_version(name)
-        if version is None:
-            raise ModelNotFoundError(f"no promoted {name} in {store.root}: run `voronka run --retrain` first")
-        card = store.card(name, version)
+        own = store.versions(name)
+        if version is None and not own:
+            raise ModelNotFoundError(f"{store.not_found_message(name)}: run `voronka run --retrain` first")
+        card = store.card(name, version or own[-1])
         flat = {**card.get("metrics", {}), **card.get("rows", {}),
                 **{f"baseline_{k}": v for k, v in card.get("baseline_metrics", {}).items()}}
-        out[key] = {"version": version, **headline_metrics(flat, keys)}
+        out[key] = {"version": card["version"], "in_use": version is not None,
+                    **headline_metrics(flat, keys)}
+        if version is None:
+            out[key]["reason"] = (card.get("gate") or {}).get("reason", "")
     return out

@@ -4,6 +4,12 @@ Plain functions between the Dagster assets and the estimators: `train_models` bu
 examples once and fits the win model (with its stage baseline) and the time-to-close model;
 `score_open_deals` gives, per open deal, P(win), the baseline's P(win), the expected close date,
 P(closing won this/next quarter), whether it is stalled and the features that moved it most.
+
+Short history: when the history is too short to train and evaluate a model (a young org, say
+a few months of deals), `train_models` does not fail: the stage baselines stand in (the win
+rate and the Aalen–Johansen curve of each stage, fitted on whatever outcomes are known) and the
+report's `fallback` says why in one line. `baseline_models` gives the same stand-ins on demand
+(for a workspace whose store has no model trained on its data).
 """
 
 from __future__ import annotations
@@ -17,8 +23,17 @@ import pandas as pd
 from ml.features import build_scoring_features, examples_from_timeline, prepare
 from ml.metrics import kaplan_meier
 from ml.periods import quarter_of
-from ml.survival import TimeToCloseModel, train_time_to_close
-from ml.win_model import StageWinRateBaseline, WinModel, train_win_model
+from ml.survival import (
+    StageCumulativeIncidenceBaseline,
+    TimeToCloseModel,
+    train_time_to_close,
+)
+from ml.win_model import (
+    ShortHistoryError,
+    StageWinRateBaseline,
+    WinModel,
+    train_win_model,
+)
 
 SCORE_COLUMNS = [
     "deal_key", "pipeline", "stage", "owner", "amount_reporting", "p_win", "p_win_baseline",
@@ -29,9 +44,10 @@ SCORE_COLUMNS = [
 
 @dataclass
 class WinArtifact:
-    """What the model store keeps for the win model: the model and the baseline it must beat."""
+    """What the model store keeps for the win model: the model and the baseline it must beat
+    (model None: the history was too short, the baseline scores)."""
 
-    model: WinModel
+    model: WinModel | None
     baseline: StageWinRateBaseline
 
 
@@ -58,16 +74,55 @@ def train_models(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     step_done(1)
     examples = examples_from_timeline(timeline, max_rows=max_rows, seed=seed)
     step_done(2)
-    model, win_report = train_win_model(examples, seed=seed)
     # The baseline a sales team already has: the win rate of closed deals by stage.
-    resolved = examples[examples["event"].astype(str) != "censored"]
-    baseline = StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
+    baseline = _stage_win_baseline(examples)
+    try:
+        model, win_report = train_win_model(examples, seed=seed)
+    except ShortHistoryError as err:
+        model, win_report = None, _fallback_report(examples, f"{err}; the stage win rate scores")
     step_done(3)
     ttc_examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=max_rows, seed=seed)
     step_done(4)
-    ttc, ttc_report = train_time_to_close(ttc_examples, seed=seed)
+    try:
+        ttc, ttc_report = train_time_to_close(ttc_examples, seed=seed)
+    except ValueError as err:  # too few examples or closes to fit or to evaluate
+        ttc = StageCumulativeIncidenceBaseline().fit(ttc_examples)
+        ttc_report = _fallback_report(ttc_examples, f"short history: {err}; the stage "
+                                                    "close-time curves score")
     step_done(5)
     return examples, ttc_examples, WinArtifact(model, baseline), win_report, ttc, ttc_report
+
+
+def used_features(artifact) -> list[str]:
+    """The features a stored artifact really uses (for its card): the win model's, the
+    time-to-close model's design columns, or the stage baseline's."""
+    model = artifact.model if isinstance(artifact, WinArtifact) else artifact
+    if model is None or isinstance(model, StageCumulativeIncidenceBaseline):
+        return ["pipeline", "pipeline_stage"]
+    return list(getattr(model, "features_", None) or getattr(model, "columns_", []))
+
+
+def _stage_win_baseline(examples: pd.DataFrame) -> StageWinRateBaseline:
+    # No outcome known yet (a brand-new workspace): the baseline says 0.5 everywhere.
+    resolved = examples[examples["event"].astype(str) != "censored"]
+    return StageWinRateBaseline().fit(resolved, resolved["won"].to_numpy())
+
+
+def _fallback_report(examples: pd.DataFrame, reason: str) -> dict:
+    resolved = examples["event"].astype(str) != "censored"
+    return {"fallback": reason, "n_examples": len(examples),
+            "n_resolved": int(resolved.sum()), "n_deals": int(examples["deal_key"].nunique())}
+
+
+def baseline_models(deals: pd.DataFrame, stage_events: pd.DataFrame,
+                    pipeline_stages: pd.DataFrame, cutoff, seed: int = 0,
+                    max_rows: int = 200_000) -> tuple[WinArtifact, StageCumulativeIncidenceBaseline]:
+    """The stage baselines alone, fitted on these frames: (win artifact without a model, the
+    stage close-time curves) — what scores when no model of this workspace may be used."""
+    timeline = prepare(deals, stage_events, pipeline_stages, cutoff)
+    examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=max_rows, seed=seed)
+    return (WinArtifact(None, _stage_win_baseline(examples)),
+            StageCumulativeIncidenceBaseline().fit(examples))
 
 
 def stage_duration_quantiles(stays: pd.DataFrame) -> pd.DataFrame:
@@ -101,8 +156,10 @@ def score_open_deals(win: WinArtifact, ttc: TimeToCloseModel, deals: pd.DataFram
                      use_model: bool = True) -> pd.DataFrame:
     """One row per deal open at `as_of` (see SCORE_COLUMNS).
 
-    use_model=False scores p_win with the stage baseline (when no win model passed its gate);
-    the deal then has no drivers."""
+    use_model=False (or no model in `win`) scores p_win with the stage baseline (when no win
+    model passed its gate); the deal then has no drivers. `ttc` may be the stage baseline
+    (StageCumulativeIncidenceBaseline) too."""
+    use_model = use_model and win.model is not None
     as_of = pd.Timestamp(as_of)
     X = build_scoring_features(deals, stage_events, pipeline_stages, as_of)
     if X.empty:

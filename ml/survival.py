@@ -37,6 +37,7 @@ from lifelines import CoxPHFitter
 from sklearn.base import BaseEstimator, clone
 
 from ml import metrics
+from ml.features import FINAL_STATE_FEATURES, final_state_leaks
 from ml.win_model import labels_known_at
 
 CAUSES = ("won", "lost")
@@ -82,7 +83,8 @@ class TimeToCloseModel(BaseEstimator):
     """
 
     def __init__(self, penalizer=0.01, max_categories=12, horizon_days=365, max_rows=20_000,
-                 min_stratum_events=20, random_state=0):
+                 min_stratum_events=20, random_state=0, final_state_features=FINAL_STATE_FEATURES):
+        self.final_state_features = final_state_features
         self.penalizer = penalizer
         self.max_categories = max_categories
         self.horizon_days = horizon_days
@@ -95,6 +97,8 @@ class TimeToCloseModel(BaseEstimator):
         out = {}
         for col in LOG_NUMERIC:
             out[col] = np.log1p(np.maximum(pd.to_numeric(X[col], errors="coerce"), 0))
+            if col in getattr(self, "leaks_", {}):  # a final-state leak: constant, so dropped
+                out[col] = pd.Series(0.0, index=X.index)
         for col in PLAIN_NUMERIC:
             out[col] = pd.to_numeric(X[col], errors="coerce")
         out["n_stage_moves"] = np.minimum(out["n_stage_moves"], 10)
@@ -128,6 +132,11 @@ class TimeToCloseModel(BaseEstimator):
             rng = np.random.default_rng(self.random_state)
             ex = full.iloc[np.sort(rng.choice(len(full), self.max_rows, replace=False))]
             ex = ex.reset_index(drop=True)
+        # A final-state feature whose being known tells won from lost is left out (ml.features).
+        closed = ex["event"].astype(str).isin(CAUSES).to_numpy()
+        self.leaks_ = final_state_leaks(ex[closed], ex.loc[closed, "event"].astype(str).eq("won"),
+                                        [c for c in self.final_state_features or ()
+                                         if c in LOG_NUMERIC])
         raw = self._raw(ex)
         self.fill_values_ = raw.median().fillna(0.0)
         filled = raw.fillna(self.fill_values_)
@@ -236,10 +245,13 @@ class TimeToCloseModel(BaseEstimator):
 
 class StageCumulativeIncidenceBaseline(BaseEstimator):
     """Aalen–Johansen P(won within h) from the as-of date, per pipeline stage (stages with
-    fewer than `min_count` examples use the pooled curve)."""
+    fewer than `min_count` examples use the pooled curve). It answers what TimeToCloseModel
+    answers (P(close | win), the expected close date), so it scores in its place when the
+    history is too short for the model."""
 
-    def __init__(self, min_count=30):
+    def __init__(self, min_count=30, horizon_days=365):
         self.min_count = min_count
+        self.horizon_days = horizon_days
 
     def fit(self, examples: pd.DataFrame, y=None):
         duration = _days(examples)
@@ -261,6 +273,13 @@ class StageCumulativeIncidenceBaseline(BaseEstimator):
             rows = stratum == s
             out[rows] = metrics.survival_at(self.curves_[s], horizons, column="cif", start=0.0)
         return out
+
+    def _incidence(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_won_within(X, np.arange(self.horizon_days + 1, dtype=float))
+
+    predict_close_given_win = TimeToCloseModel.predict_close_given_win
+    expected_close_days = TimeToCloseModel.expected_close_days
+    expected_close_date = TimeToCloseModel.expected_close_date
 
 
 def evaluate_time_to_close(examples: pd.DataFrame, split_date,
@@ -313,6 +332,7 @@ def train_time_to_close(examples: pd.DataFrame, seed: int = 0, split_date=None,
     report = evaluate_time_to_close(examples, split, model=model, seed=seed)
     fitted = (TimeToCloseModel(random_state=seed) if model is None else clone(model)).fit(examples)
     report.update({"n_fit": int(fitted.n_fit_rows_), "n_rows": int(fitted.n_rows_),
+                   "features_left_out": dict(fitted.leaks_),
                    "train_from": str(examples["as_of"].min().date()),
                    "train_to": str(examples["as_of"].max().date())})
     return fitted, report

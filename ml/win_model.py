@@ -31,7 +31,13 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ml import metrics
-from ml.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from ml.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    FINAL_STATE_FEATURES,
+    NUMERIC_FEATURES,
+    final_state_leaks,
+)
 
 OTHER = "(other)"
 ISOTONIC_MIN_ROWS = 20_000  # 'auto' calibration: isotonic from this many calibration rows
@@ -54,12 +60,15 @@ class WinModel(ClassifierMixin, BaseEstimator):
     sigmoid), 'isotonic', 'sigmoid' or None. Probabilities are kept inside [0.001, 0.999].
     n_threads: OpenMP threads for the booster (None = all cores). Default 1: on a small shared
     machine (2 cores, other work running) two threads measured 2-4x slower than one.
+    final_state_features: features left out when, on the training rows, whether they are known
+    tells the outcome (ml.features.final_state_leaks; why in `leaks_`).
     """
 
     def __init__(self, categorical_features=None, numeric_features=None, max_iter=300,
                  learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=50,
                  l2_regularization=1.0, max_categories=60, calibration="auto",
-                 calibration_fraction=0.2, n_threads=1, random_state=0):
+                 calibration_fraction=0.2, n_threads=1, random_state=0,
+                 final_state_features=FINAL_STATE_FEATURES):
         self.categorical_features = categorical_features
         self.numeric_features = numeric_features
         self.max_iter = max_iter
@@ -72,6 +81,7 @@ class WinModel(ClassifierMixin, BaseEstimator):
         self.calibration_fraction = calibration_fraction
         self.n_threads = n_threads
         self.random_state = random_state
+        self.final_state_features = final_state_features
 
     # -- encoding ------------------------------------------------------------------------
     def _columns(self) -> tuple[list[str], list[str]]:
@@ -150,14 +160,19 @@ class WinModel(ClassifierMixin, BaseEstimator):
         with self._threads():
             return self._fit(X, y, sample_time, groups)
 
-    def _fit(self, X: pd.DataFrame, y, sample_time, groups):
-        y = np.asarray(y, dtype=int)
+    def _fit_columns(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        """The features used, the categories kept and the typical values (for the drivers)."""
         if len(np.unique(y)) < 2:
             raise ValueError("the win model needs both won and lost examples to train")
         self.categorical_, numeric = self._columns()
+        # A feature that only a final-state export carries, and whose being known tells the
+        # outcome, would be a peek at the label: it is left out (see ml.features).
+        self.leaks_ = final_state_leaks(X, y, [c for c in self.final_state_features or ()
+                                               if c in numeric])
         # A feature never known in training (e.g. days_to_expected_close without deal history)
         # carries nothing; it is left out.
-        self.numeric_ = [c for c in numeric if pd.to_numeric(X[c], errors="coerce").notna().any()]
+        self.numeric_ = [c for c in numeric if c not in self.leaks_
+                         and pd.to_numeric(X[c], errors="coerce").notna().any()]
         self.dropped_features_ = [c for c in numeric if c not in self.numeric_]
         self.features_ = self.categorical_ + self.numeric_
         self.categories_ = {}
@@ -169,6 +184,10 @@ class WinModel(ClassifierMixin, BaseEstimator):
         for col in self.numeric_:
             values = pd.to_numeric(X[col], errors="coerce")
             self.reference_values_[col] = float(np.nanmedian(values))
+
+    def _fit(self, X: pd.DataFrame, y, sample_time, groups):
+        y = np.asarray(y, dtype=int)
+        self._fit_columns(X, y)
         encoded = self._encode(X)
 
         fit_rows, val_rows, cal_rows = self._split(X, y, sample_time, groups)
@@ -247,6 +266,67 @@ class WinModel(ClassifierMixin, BaseEstimator):
                              "effect": effects[rows, cols]})
 
 
+LOG_FEATURES = ("days_in_stage", "deal_age_days", "amount_reporting")
+SMALL_NUMERIC = ("stage_position", "crm_probability", "days_in_stage", "deal_age_days",
+                 "n_stage_moves", "n_backward_moves", "amount_reporting", "owner_win_rate",
+                 "source_win_rate")
+
+
+class SmallWinModel(WinModel):
+    """For small orgs: L2-regularised logistic regression on a few features.
+
+    The pipeline stage one-hot (the `max_categories` most frequent; the rest share the
+    intercept) and the numeric features in SMALL_NUMERIC (days, age and amount as log1p;
+    missing values at the training median; standardised). `C` is the inverse L2 strength.
+    A few hundred deals are too few for gradient boosting and a held-out calibration set; a
+    linear model needs neither and is close to calibrated as fitted. The same scikit-learn
+    API, explanations and final-state guard as WinModel.
+    """
+
+    def __init__(self, categorical_features=("pipeline_stage",), numeric_features=SMALL_NUMERIC,
+                 C=0.03, max_categories=20, n_threads=1, random_state=0,
+                 final_state_features=FINAL_STATE_FEATURES):
+        self.categorical_features = categorical_features
+        self.numeric_features = numeric_features
+        self.C = C
+        self.max_categories = max_categories
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.final_state_features = final_state_features
+
+    def _fit(self, X: pd.DataFrame, y, sample_time, groups):
+        y = np.asarray(y, dtype=int)
+        self._fit_columns(X, y)
+        design = self._design(self._encode(X), fit=True)
+        self.logistic_ = LogisticRegression(C=self.C, max_iter=2000).fit(design, y)
+        self.calibrator_ = None
+        self.calibration_method_ = None
+        self.classes_ = np.array([0, 1])
+        self.n_fit_rows_, self.n_calibration_rows_ = len(X), 0
+        return self
+
+    def _design(self, encoded: np.ndarray, fit: bool = False) -> np.ndarray:
+        k = len(self.categorical_)
+        parts = [(encoded[:, [j]] == np.arange(len(self.categories_[col]))[None, :]).astype(float)
+                 for j, col in enumerate(self.categorical_)]
+        num = encoded[:, k:].copy()
+        for j, col in enumerate(self.numeric_):
+            if col in LOG_FEATURES:
+                num[:, j] = np.log1p(np.maximum(num[:, j], 0))
+        if fit:
+            self.fill_values_ = np.nanmedian(num, axis=0) if num.shape[1] else np.zeros(0)
+        num = np.where(np.isnan(num), self.fill_values_[None, :], num)
+        if fit:
+            self.means_ = num.mean(axis=0)
+            scales = num.std(axis=0)
+            self.scales_ = np.where(scales > 0, scales, 1.0)
+        return np.hstack(parts + [(num - self.means_) / self.scales_])
+
+    def _proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        p = self.logistic_.predict_proba(self._design(encoded))[:, 1]
+        return np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+
+
 class StageWinRateBaseline(ClassifierMixin, BaseEstimator):
     """P(win) = the historical win rate of examples in the same pipeline and stage, smoothed
     towards the pipeline's rate (and that towards the overall rate) with `smoothing` pseudo
@@ -260,7 +340,8 @@ class StageWinRateBaseline(ClassifierMixin, BaseEstimator):
         frame = pd.DataFrame({"pipeline": X["pipeline"].astype(str).to_numpy(),
                               "stage": X["pipeline_stage"].astype(str).to_numpy(), "y": y})
         m = self.smoothing
-        self.overall_rate_ = float(y.mean())
+        # No outcome known yet (a brand-new workspace): an even prior, nothing learnt.
+        self.overall_rate_ = float(y.mean()) if len(y) else 0.5
         pipe = frame.groupby("pipeline")["y"].agg(["sum", "count"])
         pipe_rate = (pipe["sum"] + m * self.overall_rate_) / (pipe["count"] + m)
         self.pipeline_rates_ = pipe_rate.to_dict()
@@ -320,6 +401,37 @@ def maturity(examples: pd.DataFrame, maturity_days="auto", quantile: float = 0.9
     return float(min(closed.quantile(quantile), 365.0)) if len(closed) else 0.0
 
 
+# Below these counts a temporal hold-out says nothing: the stage baseline scores instead
+# (see ShortHistoryError).
+MIN_TRAIN_EXAMPLES, MIN_TRAIN_PER_CLASS = 100, 10
+MIN_TEST_EXAMPLES, MIN_TEST_PER_CLASS = 30, 5
+# Fewer distinct deals than this among the mature labelled examples: SmallWinModel.
+SMALL_ORG_DEALS = 2000
+
+
+class ShortHistoryError(ValueError):
+    """Too little history with known outcomes to train and evaluate a win model."""
+
+
+def crm_baseline(X: pd.DataFrame) -> tuple[np.ndarray | None, str | None, float]:
+    """The CRM's own view of each example, as of its date: (scores, source, coverage).
+
+    source 'crm_probability' (the stage's CRM probability, known for at least half of the rows;
+    the other rows get the mean) is a probability; 'stage_order' (the stage's position in its
+    pipeline, for CRMs without probabilities: amoCRM, Bitrix24) only ranks deals, so only its
+    AUC means something. (None, None, 0) when neither is known."""
+    prob = pd.to_numeric(X["crm_probability"], errors="coerce").to_numpy(float) \
+        if "crm_probability" in X else np.full(len(X), np.nan)
+    known = np.isfinite(prob)
+    if len(X) and known.mean() >= 0.5:
+        return np.where(known, prob, np.nanmean(prob)), "crm_probability", float(known.mean())
+    pos = pd.to_numeric(X["stage_position"], errors="coerce").to_numpy(float) \
+        if "stage_position" in X else np.full(len(X), np.nan)
+    if len(X) and np.isfinite(pos).any():
+        return np.nan_to_num(pos, nan=0.0), "stage_order", float(np.isfinite(pos).mean())
+    return None, None, 0.0
+
+
 def classification_report(y, p, n_bins: int = 10) -> dict:
     return {"auc": metrics.roc_auc(y, p), "brier": metrics.brier_score(y, p),
             "ece": metrics.expected_calibration_error(y, p, n_bins),
@@ -342,9 +454,15 @@ def evaluate_win_model(examples: pd.DataFrame, split_date, model: WinModel | Non
     train = _resolved(known[known["as_of"] <= split - wait])
     test_end = cutoff_of(examples) - pd.Timedelta(days=maturity(examples, maturity_days))
     test = _resolved(examples[(examples["as_of"] >= split) & (examples["as_of"] <= test_end)])
-    if len(train) == 0 or len(test) == 0 or train["won"].nunique() < 2:
-        raise ValueError(f"split {split.date()} leaves {len(train)} training and {len(test)} "
-                         "test examples with known outcomes; pick a split inside the history")
+    n_won, n_test_won = int(train["won"].sum()), int(test["won"].sum())
+    if (len(train) < MIN_TRAIN_EXAMPLES or min(n_won, len(train) - n_won) < MIN_TRAIN_PER_CLASS
+            or len(test) < MIN_TEST_EXAMPLES
+            or min(n_test_won, len(test) - n_test_won) < MIN_TEST_PER_CLASS):
+        raise ShortHistoryError(
+            f"short history: the hold-out split {split.date()} leaves {len(train)} training "
+            f"({n_won} won) and {len(test)} test ({n_test_won} won) examples with known "
+            f"outcomes; a win model needs at least {MIN_TRAIN_EXAMPLES} and {MIN_TEST_EXAMPLES} "
+            f"(with {MIN_TRAIN_PER_CLASS} and {MIN_TEST_PER_CLASS} of each outcome)")
     model = WinModel(random_state=seed) if model is None else clone(model)
     model.fit(train, train["won"].to_numpy(), sample_time=train["as_of"])
     baseline = StageWinRateBaseline().fit(train, train["won"].to_numpy())
@@ -353,7 +471,15 @@ def evaluate_win_model(examples: pd.DataFrame, split_date, model: WinModel | Non
     b = baseline.predict_proba(test)[:, 1]
     report = classification_report(y, p, n_bins)
     report.update({f"baseline_{k}": v for k, v in classification_report(y, b, n_bins).items()})
+    crm, source, coverage = crm_baseline(test)
+    if crm is not None and len(np.unique(y)) == 2:
+        report.update({"crm_auc": metrics.roc_auc(y, crm), "crm_source": source,
+                       "crm_coverage": round(coverage, 4)})
+        if source == "crm_probability":
+            report["crm_brier"] = metrics.brier_score(y, np.clip(crm, 0.0, 1.0))
     report.update({
+        "model_kind": type(model).__name__,
+        "features_left_out": dict(getattr(model, "leaks_", {})),
         "n_train": int(len(train)), "n_test": int(len(test)),
         "split_date": str(split.date()), "maturity_days": round(wait / pd.Timedelta(days=1), 1),
         "test_win_rate": float(y.mean()),
@@ -374,14 +500,32 @@ def default_split(examples: pd.DataFrame, test_fraction: float = 0.2,
     return pd.Timestamp(mature.quantile(1 - test_fraction)).normalize()
 
 
+def default_win_model(examples: pd.DataFrame, seed: int = 0, maturity_days="auto") -> WinModel:
+    """SmallWinModel when the mature examples with a known outcome come from fewer than
+    SMALL_ORG_DEALS deals, else WinModel (gradient boosting)."""
+    end = cutoff_of(examples) - pd.Timedelta(days=maturity(examples, maturity_days))
+    n_deals = _resolved(examples[examples["as_of"] <= end])["deal_key"].nunique()
+    return (SmallWinModel(random_state=seed) if n_deals < SMALL_ORG_DEALS
+            else WinModel(random_state=seed))
+
+
 def train_win_model(examples: pd.DataFrame, seed: int = 0, split_date=None,
                     model: WinModel | None = None, maturity_days="auto") -> tuple[WinModel, dict]:
     """Evaluate on a temporal hold-out, then fit on every mature example with a known outcome.
+    `model` defaults to `default_win_model` (logistic regression for small orgs).
 
     Returns the fitted model and the evaluation report (with the training window added).
+    Raises ShortHistoryError when the history is too short to evaluate a model.
     """
+    if _resolved(examples).empty:
+        raise ShortHistoryError("short history: no deal has closed yet (no outcome to learn from)")
+    if model is None:
+        model = default_win_model(examples, seed, maturity_days)
     split = (default_split(examples, maturity_days=maturity_days) if split_date is None
              else pd.Timestamp(split_date))
+    if pd.isna(split):
+        raise ShortHistoryError("short history: no example is older than the maturity "
+                                f"({maturity(examples, maturity_days):.0f} days) yet")
     report = evaluate_win_model(examples, split, model=model, seed=seed,
                                 maturity_days=maturity_days)
     end = cutoff_of(examples) - pd.Timedelta(days=maturity(examples, maturity_days))

@@ -101,12 +101,11 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
                  retrain: bool = False) -> dict:
     """Run the stage jobs one after another (ingest → transform → [train_models] →
     score_and_forecast). Models are trained when asked or when none is in use yet."""
-    from ml.registry import ModelStore
     from orchestration.definitions import build_definitions
 
     instance = workspace_instance(workspace)
     defs = build_definitions(str(workspace.home), as_of=as_of)
-    store = ModelStore(workspace.models_dir())
+    store = workspace.model_store()
     train = retrain or any(store.current_version(n) is None for n in MODEL_ASSETS)
     stages = pipeline_stages(train=train)
     timings, checks_failed = {}, []
@@ -134,4 +133,6 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
             if stopping:
                 raise PipelineError(f"stage '{name}': blocking check failed ({', '.join(stopping)}); "
                                     f"later stages were not run (details: `voronka ui`, {log_path})")
-    return {"timings": timings, "checks_failed": checks_failed}
+    from ml.registry import usage_notes
+
+    return {"timings": timings, "checks_failed": checks_failed, "model_notes": usage_notes(store)}

@@ -775,11 +775,11 @@ def cmd_deals(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ml.registry import ModelNotFoundError, ModelStore, model_evaluation
+    from ml.registry import ModelNotFoundError, model_evaluation
 
     workspace = resolve_workspace(args.workspace)
     try:
-        evaluation = model_evaluation(ModelStore(workspace.models_dir()))
+        evaluation = model_evaluation(workspace.model_store())
     except ModelNotFoundError as err:
         raise UserError(str(err)) from None
     if args.format == "json":
@@ -801,7 +801,7 @@ def cmd_report(args) -> int:
     workspace = resolve_workspace(args.workspace)
     con = _connect_read_only(workspace)
     try:
-        data = report_data(con, models_dir=workspace.models_dir())
+        data = report_data(con, models_dir=workspace.model_store())
     finally:
         con.close()
     html = render_report(data)
@@ -968,6 +968,9 @@ def _print_data_warnings(workspace: Workspace) -> None:
 
 
 def _exit_for_checks(outcome: dict, args) -> int:
+    # Why a model is not what scores the deals (short history, refused, another workspace's).
+    for line in outcome.get("model_notes") or []:
+        _progress(f"Models: {line}", args.quiet)
     if outcome["checks_failed"]:
         _progress("Checks that did not pass: " + ", ".join(outcome["checks_failed"]), args.quiet)
         if any(c.endswith(":model_quality_gate") for c in outcome["checks_failed"]):

@@ -8,6 +8,7 @@ names the environment variable that holds its secret, read only when an alert is
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from voronka.alerts.checks import ALERT_KINDS
 from voronka.errors import ConfigError
 
 CONFIG_FILE = "voronka.yaml"
-REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+WORKSPACE_ID_FILE = "workspace_id"  # the workspace's identity, written once (see Workspace.workspace_id)
 DEFAULT_CONFIG_TEXT = """\
 # Voronka workspace configuration. Secrets (webhook URLs, SMTP passwords) are never written
 # here: a sink names the environment variable that holds them.
@@ -34,7 +35,7 @@ max_export_age_days: 3       # newest export older than this (wall clock) -> WAR
 backtest_max_origins: 24     # newest monthly origins the weekly backtest replays
 backtest_draws: 1000         # Monte Carlo draws per backtest forecast
 seed: 42
-models_dir: ""               # trained models; empty = the repository's models/ folder
+models_dir: ""               # trained models; empty = models/ inside this workspace
 alert_reminder_hours: 24     # repeat an alert while the check stays bad (0 = never)
 alert_retry_attempts: 3      # tries per sink before a delivery is recorded as failed
 alert_on: [pipeline_coverage, export_freshness, prob_hit_target, new_pipeline, stalled_deals, missing_fx]  # checks that alert
@@ -78,7 +79,8 @@ class VoronkaConfig:
     alert_retry_delay_seconds: float = 0.5
     alert_timeout_seconds: float = 10.0
     alert_on: tuple = ALERT_KINDS  # the checks whose turning bad (and back) is sent to the sinks
-    # The trained model store; empty = the repository's models/ folder (DESIGN.md layout).
+    # The trained model store; empty = <workspace>/models. A store shared by several workspaces
+    # still only gives each the versions trained on its own data (ml.registry).
     models_dir: str = ""
     # Closed deals whose outcome the CRM does not say: {pipeline or "*": {stage: won|lost|open}}
     # (voronka/ingest/outcomes.py; stage names compared case-blind).
@@ -233,7 +235,40 @@ class Workspace:
 
     def models_dir(self) -> Path:
         configured = self.config().models_dir
-        return self.resolve(configured) if configured else REPO_MODELS_DIR
+        return self.resolve(configured) if configured else self.home / "models"
+
+    def workspace_id(self) -> str:
+        """This workspace's identity: a random id written once into <home>/workspace_id (the
+        folder must exist) on first use and never changed. Every model version records it; a model is only used on the
+        workspace it was trained on (a copied workspace keeps its id, and its data)."""
+        path = self.home / WORKSPACE_ID_FILE
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            return text
+        tmp = path.with_name(f".{WORKSPACE_ID_FILE}.{uuid.uuid4().hex}")
+        tmp.write_text(uuid.uuid4().hex + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, path)  # atomic, and refused when another process wrote it first
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text(encoding="utf-8").strip()
+
+    def model_store(self):
+        """The model store of this workspace (versions trained on its data only). A workspace
+        folder that does not exist (a read command with a mistyped --workspace) is not created:
+        its store has no version."""
+        from ml.registry import ModelStore
+
+        identity = self.workspace_id() if self.home.is_dir() else "(no workspace)"
+        return ModelStore(self.models_dir(), workspace_id=identity)
 
     def sources(self) -> tuple:
         """voronka.yaml `sources` with each mapping path resolved: ((pattern, Path), ...)."""

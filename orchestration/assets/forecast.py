@@ -89,9 +89,7 @@ def _model_rows(context, workspace: WorkspaceResource, frames: dict, as_of: date
                 targets: pd.DataFrame, config, bar=progress.OFF) -> tuple[pd.DataFrame | None, pd.DataFrame]:
     """(model forecast rows, creation figures); (None, empty) when no model was ever trained —
     the baseline rows are written alone then. `bar` is advanced past the three model steps."""
-    from ml.registry import ModelStore
-
-    store = ModelStore(workspace.workspace.models_dir())
+    store = workspace.workspace.model_store()
     try:
         win, _, win_in_use = _load_in_use(store, WIN_MODEL)
         ttc, _, _ = _load_in_use(store, TIME_TO_CLOSE)

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ml.features import FEATURES
 from ml.registry import (
     TIME_TO_CLOSE,
     TTC_HEADLINE,
@@ -15,9 +14,11 @@ from ml.registry import (
 )
 from ml.scoring import (
     TRAINING_STEPS,
+    baseline_models,
     score_open_deals,
     stage_duration_quantiles,
     train_models,
+    used_features,
 )
 from orchestration.resources import WorkspaceResource
 from voronka import progress
@@ -61,23 +62,34 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
         win_examples, ttc_examples, win, win_report, ttc, ttc_report = train_models(
             frames["deals"], frames["stage_events"], frames["pipeline_stages"], cutoff=as_of, seed=config.seed,
             progress=step_done)
-    store = ModelStore(workspace.workspace.models_dir())
+    store = workspace.workspace.model_store()
     for name, artifact, report, keys, examples in (
             (WIN_MODEL, win, win_report, WIN_HEADLINE, win_examples),
             (TIME_TO_CLOSE, ttc, ttc_report, TTC_HEADLINE, ttc_examples)):
         promotion = promote_if_not_worse(store, name, artifact, report, examples=examples,
-                                         features=list(FEATURES))
+                                         features=used_features(artifact))
+        if report.get("fallback"):  # short history: the stage baseline scores, the run goes on
+            context.log.warning(f"{name}: {report['fallback']}")
         headline = headline_metrics(report, keys)
+        left_out = report.get("features_left_out") or {}
+        if left_out:
+            context.log.warning(f"{name}: " + "; ".join(left_out.values()))
         importance = report.get("feature_importance") or []
         extra = ({"feature_importance": dg.MetadataValue.md(
             "| feature | drop in AUC when shuffled |\n|---|---|\n"
             + "\n".join(f"| {r['feature']} | {r['importance']:.4f} |" for r in importance))}
             if importance else {})
+        notes = {k: v for k, v in (("fallback", report.get("fallback")),
+                                   ("features_left_out", "; ".join(left_out.values())),
+                                   ("crm_baseline", report.get("crm_source"))) if v}
         yield dg.MaterializeResult(asset_key=name, metadata={
             "version": promotion.version, "promoted": promotion.promoted, "in_use": promotion.in_use or "none",
-            "store": str(store.root), **headline, **extra})
+            "store": str(store.root), "workspace_id": store.workspace_id, **headline, **notes, **extra})
+        # Short history is no defect of a model (there is none to gate): the check passes with
+        # the reason, the stage baseline scores and the run goes on; a refused model fails it.
         yield dg.AssetCheckResult(
-            asset_key=name, check_name="model_quality_gate", passed=promotion.promoted,
+            asset_key=name, check_name="model_quality_gate",
+            passed=promotion.promoted or bool(report.get("fallback")),
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"reason": promotion.reason or "not worse than the baseline",
                       "version_in_use": promotion.in_use or "none", **headline})
@@ -87,13 +99,22 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
           owners=["team:data-science"],
           description="Every open deal: p_win (and the stage baseline's), expected close date, "
                       "P(closing won this/next quarter), stalled flag and top drivers.")
-def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
+def deal_scores(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     as_of = workspace.as_of_time()
-    store = ModelStore(workspace.workspace.models_dir())
-    win, win_card, win_in_use = _load_in_use(store, WIN_MODEL)
-    ttc, ttc_card, ttc_in_use = _load_in_use(store, TIME_TO_CLOSE)
+    store = workspace.workspace.model_store()
     with workspace.connect() as con:
         frames = canonical_frames(con, as_of)
+        try:
+            win, win_card, win_in_use = _load_in_use(store, WIN_MODEL)
+            ttc, ttc_card, ttc_in_use = _load_in_use(store, TIME_TO_CLOSE)
+        except dg.Failure as err:
+            # No model trained on this workspace (e.g. a shared models_dir holds only another
+            # workspace's): the stage baselines of this workspace's own data score, said once.
+            context.log.warning(f"deal scores: {err.description}; scoring with the stage baselines")
+            win, ttc = baseline_models(frames["deals"], frames["stage_events"],
+                                       frames["pipeline_stages"], as_of, seed=workspace.config().seed)
+            win_card = ttc_card = {"version": err.description}
+            win_in_use = ttc_in_use = False
         stays = con.execute("select pipeline, stage, days_in_stage, is_open from main.fct_stage_transitions "
                             "where stage_kind = 'open'").df()
         durations = stage_duration_quantiles(stays)
@@ -104,8 +125,10 @@ def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
         replace_table(con, "main.stage_durations", durations)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(scores),
-        "win_model_version": win_card["version"] if win_in_use else "none passed the gate: stage baseline",
-        "time_to_close_version": ttc_card["version"] + ("" if ttc_in_use else " (did not pass the gate)"),
+        "win_model_version": win_card["version"] if win_in_use else "none in use: stage baseline",
+        "time_to_close_version": ttc_card["version"] + ("" if ttc_in_use else " (not in use: stage baseline)"),
+        "p_win_scored_by": _scored_by(win_card, win_in_use),
+        "close_time_scored_by": _scored_by(ttc_card, ttc_in_use),
         "mean_p_win": float(scores["p_win"].mean()) if len(scores) else None,
         "stalled_deals": int(scores["is_stalled"].sum()),
         "open_pipeline_reporting": float(scores["amount_reporting"].fillna(0).sum()),
@@ -113,16 +136,24 @@ def deal_scores(workspace: WorkspaceResource) -> dg.MaterializeResult:
     })
 
 
+def _scored_by(card: dict, in_use: bool) -> str:
+    """One line: the model version that scored, or why the stage baseline did."""
+    if in_use:
+        return f"model {card['version']}"
+    return f"stage baseline ({(card.get('gate') or {}).get('reason') or card['version']})"
+
+
 def _load_in_use(store: ModelStore, name: str):
-    """(artifact, card, promoted): the promoted version, else the newest stored one (whose win
-    baseline still scores honestly); dg.Failure when nothing was ever trained."""
+    """(artifact, card, promoted): the promoted version of this workspace, else its newest stored
+    one (whose win baseline still scores honestly); dg.Failure when nothing was ever trained on
+    this workspace (versions of another workspace are never used: ml.registry)."""
     try:
         artifact, card = store.load(name)
         return artifact, card, True
     except ModelNotFoundError:
         versions = store.versions(name)
         if not versions:
-            raise dg.Failure(f"no {name} in {store.root}: run `voronka run --retrain` "
+            raise dg.Failure(f"{store.not_found_message(name)}: run `voronka run --retrain` "
                              "(or the weekly_retrain job) first") from None
         artifact, card = store.load(name, versions[-1])
         return artifact, card, False

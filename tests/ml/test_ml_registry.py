@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from ml import registry
-from ml.registry import ModelNotFoundError, ModelStore, check_gate, promote_if_not_worse
+from ml.registry import (
+    ForeignModelError,
+    ModelNotFoundError,
+    ModelStore,
+    check_gate,
+    promote_if_not_worse,
+    usage_notes,
+)
 from ml.win_model import WinModel, evaluate_win_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +160,82 @@ def test_the_survival_report_feeds_the_gate(survival_report):
     assert passed and reason.startswith("promoted: c_index")
     worse = {**survival_report, "c_index": survival_report["baseline_c_index"] - 0.01}
     assert not check_gate("time_to_close_model", worse)[0]
+
+
+# ------------------------------------------------------------------ workspaces
+
+def test_a_model_is_only_used_on_the_workspace_it_was_trained_on(tmp_path):
+    """Two workspaces share one models_dir: each sees, loads and reports only its own versions;
+    loading the other's version by name is refused."""
+    a, b = ModelStore(tmp_path, workspace_id="ws-a"), ModelStore(tmp_path, workspace_id="ws-b")
+    first = promote_if_not_worse(a, "win_model", "model of A", GOOD_WIN)
+    assert first.promoted and a.card("win_model", first.version)["workspace_id"] == "ws-a"
+    assert a.load("win_model")[0] == "model of A"
+    assert b.current_version("win_model") is None and b.versions("win_model") == []
+    assert b.foreign_versions("win_model") == [first.version]
+    with pytest.raises(ModelNotFoundError, match="trained on another workspace"):
+        b.load("win_model")
+    with pytest.raises(ForeignModelError, match="trained on workspace ws-a, not on this one"):
+        b.load("win_model", first.version)
+    assert usage_notes(b, ("win_model",)) == [f"win_model: {b.not_found_message('win_model')}"]
+    # B trains its own: each workspace loads its own, A's stays A's.
+    second = promote_if_not_worse(b, "win_model", "model of B", GOOD_WIN)
+    assert b.load("win_model")[0] == "model of B" and a.load("win_model")[0] == "model of A"
+    assert a.current_version("win_model") == first.version
+    assert ModelStore(tmp_path).versions("win_model") == [first.version, second.version]
+
+
+def test_a_version_without_a_workspace_id_is_never_used_by_a_workspace(tmp_path):
+    """Cards written before versions recorded their workspace belong to none."""
+    legacy = promote_if_not_worse(ModelStore(tmp_path), "win_model", "old", GOOD_WIN)
+    store = ModelStore(tmp_path, workspace_id="ws-a")
+    assert store.current_version("win_model") is None
+    with pytest.raises(ForeignModelError, match="not recorded"):
+        store.load("win_model", legacy.version)
+
+
+def test_usage_notes_say_why_the_baseline_scores(tmp_path):
+    store = ModelStore(tmp_path, workspace_id="ws")
+    promote_if_not_worse(store, "win_model", "baseline only",
+                         {"fallback": "short history: 9 training examples; the stage win rate scores"})
+    promote_if_not_worse(store, "time_to_close_model", "ttc",
+                         {"c_index": 0.8, "baseline_c_index": 0.7})
+    assert usage_notes(store) == [
+        ("win_model: the stage baseline scores the deals (not promoted: short history: 9 training "
+         "examples; the stage win rate scores)")]
+
+
+def test_evaluate_shows_a_model_not_in_use_with_the_reason(tmp_path):
+    store = ModelStore(tmp_path, workspace_id="ws")
+    with pytest.raises(ModelNotFoundError, match="run `voronka run --retrain` first"):
+        registry.model_evaluation(store)
+    short = promote_if_not_worse(store, "win_model", "baseline only",
+                                 {"fallback": "short history: 9 training examples"})
+    ttc = promote_if_not_worse(store, "time_to_close_model", "ttc",
+                               {"c_index": 0.8, "baseline_c_index": 0.7})
+    out = registry.model_evaluation(store)
+    assert out["win_model"] == {"version": short.version, "in_use": False,
+                                "reason": "not promoted: short history: 9 training examples"}
+    assert out["time_to_close"] == {"version": ttc.version, "in_use": True, "c_index": 0.8,
+                                    "baseline_c_index": 0.7}
+
+
+def test_the_gate_refuses_what_is_too_good_to_be_true():
+    leaky = {**GOOD_WIN, "auc": 0.995, "baseline_auc": 0.72,
+             "feature_importance": [{"feature": "amount_reporting", "importance": 0.4, "std": 0.01},
+                                    {"feature": "pipeline_stage", "importance": 0.01, "std": 0.0}]}
+    passed, reason = check_gate("win_model", leaky)
+    assert not passed
+    assert "auc 0.9950 >= 0.97 is too good to be true: feature 'amount_reporting'" in reason
+    assert check_gate("win_model", {**leaky, "auc": 0.96})[0]
+
+
+def test_the_gate_compares_with_the_crm_probability():
+    with_crm = {**GOOD_WIN, "crm_auc": 0.82, "crm_brier": 0.36, "crm_source": "crm_probability"}
+    passed, reason = check_gate("win_model", with_crm)  # AUC 0.80 < 0.82: refused
+    assert not passed
+    assert "auc 0.8000 vs crm_probability 0.8200 (brier 0.1700 vs 0.3600) (worse)" in reason
+    passed, reason = check_gate("win_model", {**with_crm, "crm_auc": 0.78})
+    assert passed and "vs crm_probability 0.7800" in reason
+    # Without a CRM probability the gate is the stage baseline's alone.
+    assert check_gate("win_model", GOOD_WIN)[0]

@@ -646,12 +646,13 @@ def _backtest(con) -> dict:
     return _missing(f"{BACKTEST_TABLE} has no origin whose periods have bookings to compare with yet")
 
 
-def _model_cards(models_dir: Path | str | None) -> dict:
+def _model_cards(models_dir) -> dict:
+    """models_dir: the workspace's ModelStore (only its own versions), or a path (every version)."""
     if models_dir is None:
         return _missing("no model store given")
     from ml.registry import ModelStore
 
-    store = ModelStore(models_dir)
+    store = models_dir if isinstance(models_dir, ModelStore) else ModelStore(models_dir)
     out = {"available": False, "note": None}
     for name in ("win_model", "time_to_close_model"):
         # The promoted version; else the newest one, marked: the deals are then scored by the
