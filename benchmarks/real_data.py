@@ -2,6 +2,7 @@
 
     python benchmarks/real_data.py --data DATA_DIR [--work /tmp/voronka_real] \
         [--only crm_opportunities,salesforce_org,olist_funnel] [--out benchmarks/results/real_data]
+    python benchmarks/real_data.py --from-json a.json b.json --out benchmarks/results/real_data
 
 DATA_DIR holds one folder per dataset, downloaded by you (docs/real-data.md says from where):
   crm_opportunities/  sales_pipeline.csv, products.csv, accounts.csv, sales_teams.csv
@@ -378,11 +379,22 @@ def _git_head() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="Voronka on public real CRM datasets")
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="folder with one subfolder per dataset")
+    ap.add_argument("--from-json", type=Path, nargs="*", default=None,
+                    help="no runs: merge earlier JSON results into --out (.json and .md)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/voronka_real"))
     ap.add_argument("--only", default=",".join(DATASETS))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "real_data")
     args = ap.parse_args()
+    if args.from_json:
+        results = [r for f in args.from_json for r in json.loads(f.read_text(encoding="utf-8"))]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        args.out.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
+        print(markdown(results))
+        return
+    if not args.data:
+        ap.error("--data is required (or --from-json)")
     args.work.mkdir(parents=True, exist_ok=True)
     results = []
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
