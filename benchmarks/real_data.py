@@ -49,7 +49,8 @@ DATASETS = {
         "module": "crm_opportunities",
         "raw_files": ["sales_pipeline.csv"],
         "raw_mapping": "crm_sales_opportunities.yaml",
-        "prepared_mapping": "crm_opportunities_prepared.yaml",
+        "prepared_mapping": {"deals.csv": "crm_opportunities_prepared.yaml",
+                             "stage_events.csv": "crm_opportunities_events.yaml"},
         "source": "crmopps",
         "origins": ["2017-06-01", "2017-08-01", "2017-10-01", "2017-12-01"],
     },
@@ -100,6 +101,20 @@ def _own_models(ws: Path) -> None:
     if cfg.exists():
         text = cfg.read_text(encoding="utf-8")
         cfg.write_text(text.replace('models_dir: ""', "models_dir: models"), encoding="utf-8")
+
+
+def _ingest_prepared(ws: Path, files: list[Path], mapping) -> dict:
+    """Ingest prepared files, one call per mapping (a dict maps file names to mappings)."""
+    if not isinstance(mapping, dict):
+        return _ingest(ws, files, EXAMPLES / mapping if mapping else None)
+    merged: dict = {"files": []}
+    for f in files:
+        m = mapping.get(f.name)
+        r = _ingest(ws, [f], EXAMPLES / m if m else None)
+        merged["files"] += r.pop("files") or []
+        if r["exit"] != 0 or not merged.get("command"):
+            merged.update(r)
+    return merged
 
 
 def _ingest(ws: Path, files: list[Path], mapping: Path | None) -> dict:
@@ -193,7 +208,7 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(np.mean((p[ok] - y[ok]) ** 2)) if ok.any() else None
 
 
-def run_dataset(name: str, src: Path, work: Path) -> dict:
+def run_dataset(name: str, src: Path, work: Path, as_exported: bool = True) -> dict:
     spec = DATASETS[name]
     mod = _module(spec["module"])
     truth = mod.truth(src)
@@ -206,7 +221,7 @@ def run_dataset(name: str, src: Path, work: Path) -> dict:
                                     "error": r["last_line"], "traceback": r.get("traceback")})
 
     # 1. as exported
-    if spec["raw_files"]:
+    if spec["raw_files"] and as_exported:
         ws = work / f"{name}_as_exported"
         shutil.rmtree(ws, ignore_errors=True)
         files = [next(iter(sorted(src.rglob(f)))) for f in spec["raw_files"]]
@@ -227,8 +242,8 @@ def run_dataset(name: str, src: Path, work: Path) -> dict:
     ws = work / f"{name}_prepared"
     shutil.rmtree(ws, ignore_errors=True)
     files = mod.prepare(src, work / f"{name}_prepared_files")
-    mapping = EXAMPLES / spec["prepared_mapping"] if spec["prepared_mapping"] else None
-    ing = _ingest(ws, files, mapping)
+    mapping = spec["prepared_mapping"]
+    ing = _ingest_prepared(ws, files, mapping)
     note_failure("prepared: ingest", ing)
     _own_models(ws)
     run = voronka("run", "--workspace", str(ws), "--quiet")
@@ -243,7 +258,7 @@ def run_dataset(name: str, src: Path, work: Path) -> dict:
         ws = work / f"{name}_asof_{d}"
         shutil.rmtree(ws, ignore_errors=True)
         files = mod.prepare(src, work / f"{name}_files_{d}", as_of=d)
-        ing = _ingest(ws, files, mapping)
+        ing = _ingest_prepared(ws, files, mapping)
         note_failure(f"as of {d}: ingest", ing)
         _own_models(ws)
         run = voronka("run", "--workspace", str(ws), "--quiet", "--as-of", d)
@@ -384,6 +399,7 @@ def main() -> None:
                     help="no runs: merge earlier JSON results into --out (.json and .md)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/voronka_real"))
     ap.add_argument("--only", default=",".join(DATASETS))
+    ap.add_argument("--no-as-exported", action="store_true", help="skip step 1 (the files as exported)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "real_data")
     args = ap.parse_args()
     if args.from_json:
@@ -403,7 +419,7 @@ def main() -> None:
             print(f"{name}: {src} not found, skipped", file=sys.stderr)
             continue
         print(f"{name} ...", file=sys.stderr, flush=True)
-        r = run_dataset(name, src, args.work)
+        r = run_dataset(name, src, args.work, as_exported=not args.no_as_exported)
         results.append(r)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")

@@ -5,7 +5,8 @@ No network: point it at the folder you downloaded (docs/real-data.md says where 
 
     python scripts/real_data/crm_opportunities.py SRC_DIR OUT_DIR [--as-of 2017-08-01]
 
-Writes OUT_DIR/deals.csv for the mapping docs/examples/real_data/crm_opportunities_prepared.yaml.
+Writes OUT_DIR/deals.csv for the mapping docs/examples/real_data/crm_opportunities_prepared.yaml
+and OUT_DIR/stage_events.csv for crm_opportunities_events.yaml.
 What it changes, and why (the raw file maps as it is with crm_sales_opportunities.yaml; this
 variant is what the backtest at past origins uses):
 - amount = the product's list price (products.csv sales_price) for every deal. The export only
@@ -15,6 +16,9 @@ variant is what the backtest at past origins uses):
 - region = sales_teams.regional_office, segment = accounts.sector (joined by agent / account).
 - Prospecting deals have no date at all (engage_date is when Engaging began): kept in the full
   file with an empty created_at; left out of an --as-of cut (nobody can tell if they existed).
+- stage_events.csv: the history the file implies (engage_date is when Engaging began, the
+  data dictionary says): Engaging entered at engage_date, Won/Lost at close_date. Without it
+  Voronka only sees each deal enter its current stage on the export day.
 - --as-of D: deals engaged on or after D are removed; deals closed on or after D are reopened as
   open in Engaging with no close date; nothing dated on or after D remains in the file.
 """
@@ -85,10 +89,20 @@ def prepare(src: Path, out_dir: Path, as_of: str | None = None) -> list[Path]:
         "regional_office": d["regional_office"],
         "sector": d["sector"],
     })
+    engaged = d[d["engage_date"].notna()]
+    closed = d[d["close_date"].notna() & d["deal_stage"].isin(["Won", "Lost"])]
+    events = pd.concat([
+        pd.DataFrame({"opportunity_id": engaged["opportunity_id"], "stage": "Engaging",
+                      "entered_at": engaged["engage_date"].dt.strftime("%Y-%m-%d")}),
+        pd.DataFrame({"opportunity_id": closed["opportunity_id"], "stage": closed["deal_stage"],
+                      "entered_at": closed["close_date"].dt.strftime("%Y-%m-%d")}),
+    ], ignore_index=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "deals.csv"
     deals.to_csv(path, index=False)
-    return [path]
+    events_path = out_dir / "stage_events.csv"
+    events.to_csv(events_path, index=False)
+    return [path, events_path]
 
 
 def main() -> None:
