@@ -235,8 +235,11 @@ def run_dataset(name: str, src: Path, work: Path, as_exported: bool = True) -> d
         ev = voronka("evaluate", "--workspace", str(ws), "--format", "json")
         ev.pop("stdout")
         note_failure("as exported: evaluate", ev)
-        res["as_exported"] = {"ingest": ing, "run": run, "warehouse": _warehouse_figures(ws, truth),
-                              "models": _model_cards(ws)}
+        qc = voronka("quarantine", "--workspace", str(ws), "--format", "json")
+        qc.pop("stdout")
+        note_failure("as exported: quarantine", qc)
+        res["as_exported"] = {"ingest": ing, "run": run, "quarantine_command": qc,
+                              "warehouse": _warehouse_figures(ws, truth), "models": _model_cards(ws)}
 
     # 2. prepared, full
     ws = work / f"{name}_prepared"
