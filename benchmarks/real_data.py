@@ -167,7 +167,8 @@ def _warehouse_figures(ws: Path, truth: pd.DataFrame) -> dict:
 
 def _model_cards(ws: Path) -> dict:
     cards = {}
-    for card in sorted((ws / "models").glob("*/*/card.json")):
+    # the newest card per model, wherever the workspace keeps its store
+    for card in sorted(ws.rglob("card.json"), key=lambda c: c.parent.name):
         c = json.loads(card.read_text())
         imp = (c.get("curves") or {}).get("feature_importance") or []
         top = max(imp, key=lambda r: r.get("importance", 0), default={})
