@@ -34,9 +34,20 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ml.forecast_calibration import apply_timing, bin_values, curves_at, forecast_calibration, forecast_timing
+from ml.forecast_calibration import (
+    apply_timing,
+    bin_values,
+    curves_at,
+    forecast_calibration,
+    forecast_timing,
+)
 from ml.montecarlo import simulate_won_by
-from ml.new_pipeline import NewPipeline, creation_rate, new_pipeline_won_by, simulate_new_pipeline
+from ml.new_pipeline import (
+    NewPipeline,
+    creation_rate,
+    new_pipeline_won_by,
+    simulate_new_pipeline,
+)
 from ml.periods import Period, current_and_next
 
 ALL = "all"

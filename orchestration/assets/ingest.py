@@ -8,7 +8,12 @@ from orchestration.resources import WorkspaceResource
 from voronka import progress
 from voronka.ingest.canonical import TABLES
 from voronka.ingest.loader import load_files, table_counts
-from voronka.ingest.summary import alert_refused, file_line, problem_lines, write_summary
+from voronka.ingest.summary import (
+    alert_refused,
+    file_line,
+    problem_lines,
+    write_summary,
+)
 
 RAW_KEYS = {table: dg.AssetKey(["raw", table]) for table in TABLES}
 

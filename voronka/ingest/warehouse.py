@@ -9,8 +9,8 @@ from voronka.ingest.canonical import (
     DEAL_FLAGS,
     DEAL_SNAPSHOTS,
     INGEST_LOG,
-    ROW_FLAG_NAMES,
     QUARANTINE,
+    ROW_FLAG_NAMES,
     TABLES,
     Column,
 )
