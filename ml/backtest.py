@@ -367,7 +367,18 @@ def backtest_metrics(results: pd.DataFrame, pipeline: str = ALL) -> pd.DataFrame
         rows.append({"method": method, "horizon": horizon,
                      **forecast_metrics(g["actual"], g["expected"], g["p10"], g["p50"], g["p90"])})
     out = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    # undefined metrics (no bookings in a horizon yet, as on a young org) are NaN, not None
+    undefined = ["wape", "wape_mean", "bias", "interval_coverage", "pinball_loss"]
+    out[undefined] = out[undefined].astype(float)
     order = {m: i for i, m in enumerate(METHODS)}
     hz = {h: i for i, h in enumerate(HORIZONS)}
     return out.sort_values(["horizon", "method"], key=lambda s: s.map(hz if s.name == "horizon" else order)
                            ).reset_index(drop=True)
+
+
+def horizons_not_beaten(metrics: pd.DataFrame) -> list[str]:
+    """The horizons where the model's WAPE is not below every baseline's. A horizon where either
+    is undefined (nothing booked there yet) is not judged."""
+    model = metrics[metrics["method"] == "model"].set_index("horizon")["wape"].dropna()
+    baselines = metrics[metrics["method"] != "model"].groupby("horizon")["wape"].min().dropna()
+    return [h for h in model.index if h in baselines.index and not model[h] < baselines[h]]

@@ -15,6 +15,7 @@ from ml.backtest import (
     backtest_origins,
     forecast_metrics,
     horizon_periods,
+    horizons_not_beaten,
     monthly_bookings,
     pinball,
     pipeline_as_of,
@@ -67,6 +68,25 @@ def test_metrics_per_method_and_horizon_use_the_all_scope():
     assert m.loc[("seasonal_naive", "month+0"), "interval_coverage"] == 0
     assert m.loc[("model", "month+1"), "interval_coverage"] == 1
     assert list(m.index.get_level_values("horizon")) == ["month+0", "month+0", "month+1"]
+
+
+def test_a_horizon_with_nothing_booked_has_undefined_metrics_and_is_not_judged():
+    # A young org: nothing booked in month+1 at any origin, so no WAPE there (NaN, not None,
+    # which broke the comparison with the baselines); month+0 is judged as usual.
+    rows = pd.DataFrame({
+        "origin": ["2026-01-01"] * 4, "method": ["model", "seasonal_naive"] * 2,
+        "horizon": ["month+0", "month+0", "month+1", "month+1"], "period": ["2026-01"] * 2 + ["2026-02"] * 2,
+        "pipeline": ["all"] * 4, "expected": [120.0, 100.0, 10.0, 0.0], "p10": [80.0, 90.0, 0.0, 0.0],
+        "p50": [120.0, 100.0, 10.0, 0.0], "p90": [150.0, 110.0, 20.0, 0.0], "actual": [100.0, 100.0, 0.0, 0.0]})
+    m = backtest_metrics(rows)
+    month1 = m[m["horizon"] == "month+1"]
+    assert month1["wape"].isna().all() and month1["bias"].isna().all()
+    assert m["wape"].dtype == float
+    assert horizons_not_beaten(m) == ["month+0"]  # 0.2 vs the naive's 0.0
+    rows.loc[rows["method"] == "model", "p50"] = [100.0, 10.0]
+    assert horizons_not_beaten(backtest_metrics(rows)) == ["month+0"]  # a tie is not beating it
+    rows.loc[rows["method"] == "seasonal_naive", "p50"] = [130.0, 0.0]
+    assert horizons_not_beaten(backtest_metrics(rows)) == []
 
 
 def test_origins_are_month_starts_after_the_first_year_and_capped():

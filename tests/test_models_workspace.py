@@ -74,19 +74,16 @@ def test_a_young_org_trains_without_failing_and_the_gate_check_says_why(tmp_path
     """The trained_models asset on a young org (120 deals over three months, frames given
     directly): the run succeeds, the win model's gate check passes with the short-history
     reason, the stored version is not promoted and records this workspace."""
-    import sys
     from datetime import date
-    from pathlib import Path
 
     import duckdb
 
     import orchestration.assets.models as model_assets
     from orchestration.resources import WorkspaceResource
+    from voronka.simulator.company import simulate_company
+    from voronka.simulator.ml_frames import ml_frames
 
-    sys.path.insert(0, str(Path(__file__).parent / "ml"))
-    from synthetic_company import canonical, company_frames
-
-    young = canonical(company_frames(n_deals=120, seed=3, end_date=date(2026, 6, 30), years=0.25))
+    young = ml_frames(simulate_company(n_deals=120, seed=3, end_date=date(2026, 6, 30), years=0.25))
     frames = {k: young[k] for k in ("deals", "stage_events", "pipeline_stages")}
     monkeypatch.setattr(model_assets, "canonical_frames", lambda con, as_of: frames)
     ws = Workspace(tmp_path / "young").create()

@@ -1,5 +1,7 @@
 """Models: train the win and time-to-close models (weekly), score every open deal (daily)."""
 
+import math
+
 import dagster as dg
 
 from ml.registry import (
@@ -172,7 +174,7 @@ BACKTEST = "forecast_backtest"
                       "forecast against what was booked. main.backtest_results; WAPE, bias, P10–P90 "
                       "coverage and pinball loss per method and horizon in the metadata.")
 def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
-    from ml.backtest import METHODS, run_backtest
+    from ml.backtest import METHODS, horizons_not_beaten, run_backtest
 
     config = workspace.config()
     as_of = workspace.as_of_time()
@@ -195,15 +197,14 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
     with workspace.connect() as con:
         replace_table(con, "main.backtest_results", results)
     metrics = backtest.metrics
-    model = metrics[metrics["method"] == "model"].set_index("horizon")["wape"]
-    baselines = metrics[metrics["method"] != "model"].groupby("horizon")["wape"].min()
-    losing = [h for h in model.index if h in baselines.index and not model[h] < baselines[h]]
+    model = metrics[metrics["method"] == "model"].set_index("horizon")["wape"].dropna()
+    losing = horizons_not_beaten(metrics)
     table = ("| method | horizon | wape (P50) | wape (mean) | bias | coverage | pinball | origins |\n"
              "|---|---|---|---|---|---|---|---|\n"
-             + "\n".join(f"| {r.method} | {r.horizon} | {r.wape:.3f} | {r.wape_mean:.3f} | {r.bias:+.3f} "
-                         f"| {r.interval_coverage:.0%} "
-                         f"| {r.pinball_loss:.3f} | {r.n_origins} |"
-                         for r in metrics.dropna(subset=["wape"]).itertuples()))
+             + "\n".join(f"| {r.method} | {r.horizon} | {_number(r.wape, '.3f')} | {_number(r.wape_mean, '.3f')} "
+                         f"| {_number(r.bias, '+.3f')} | {_number(r.interval_coverage, '.0%')} "
+                         f"| {_number(r.pinball_loss, '.3f')} | {r.n_origins} |"
+                         for r in metrics.itertuples()))
     headline = {f"model_wape_{h.replace('+', '_')}": round(float(v), 4) for h, v in model.items()}
     return dg.MaterializeResult(
         metadata={"dagster/row_count": len(results), "origins": len(backtest.origins),
@@ -214,3 +215,8 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"horizons_not_beaten": ", ".join(losing) if losing else "none",
                       "horizons_scored": len(model), "metrics": dg.MetadataValue.md(table)})])
+
+
+def _number(value: float, spec: str) -> str:
+    """A metric for the metadata table; '–' where it is undefined (NaN)."""
+    return "–" if math.isnan(value) else format(value, spec)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from synthetic_company import canonical, company_frames
 
 from ml import metrics
 from ml.features import build_training_examples, final_state_leaks
@@ -39,6 +38,8 @@ from ml.win_model import (
     maturity,
     train_win_model,
 )
+from voronka.simulator.company import simulate_company
+from voronka.simulator.ml_frames import ml_frames
 
 END = date(2026, 6, 30)
 NO_DURATIONS = pd.DataFrame(columns=["pipeline", "stage", "stays", "median_days", "p90_days"])
@@ -47,7 +48,7 @@ NO_DURATIONS = pd.DataFrame(columns=["pipeline", "stage", "stays", "median_days"
 @pytest.fixture(scope="module")
 def small_company():
     """1,500 deals over two years: small enough for the logistic model."""
-    return canonical(company_frames(n_deals=1500, seed=2, end_date=END, years=2.0))
+    return ml_frames(simulate_company(n_deals=1500, seed=2, end_date=END, years=2.0))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,7 @@ def test_a_small_org_gets_the_regularised_logistic_model(clean_examples):
 @pytest.fixture(scope="module")
 def young_org():
     """120 deals over three months: too few outcomes to train and evaluate a win model."""
-    return canonical(company_frames(n_deals=120, seed=3, end_date=END, years=0.25))
+    return ml_frames(simulate_company(n_deals=120, seed=3, end_date=END, years=0.25))
 
 
 def test_a_young_org_is_scored_by_the_stage_baseline_with_the_reason(young_org):
