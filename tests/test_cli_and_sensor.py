@@ -186,3 +186,20 @@ def test_voronka_ui_kills_a_dagster_dev_that_does_not_stop(tmp_path):
     assert ui.wait(timeout=20) == 0
     assert not _alive(started["pid"])
     assert "did not stop within 1 s: killed" in ui.stderr.read()
+
+
+def test_the_funnel_table_says_how_many_closed_deals_have_an_unknown_outcome(capsys):
+    from voronka.cli import _print_closed_unknown
+
+    rows = [{"pipeline": "Лизинг", "stage": "Заявка", "closed_unknown_deals": 7},
+            {"pipeline": "Лизинг", "stage": "Договор", "closed_unknown_deals": 7},
+            {"pipeline": "SaaS", "stage": "Lead", "closed_unknown_deals": 0}]
+    _print_closed_unknown(rows, None)
+    out = capsys.readouterr().out
+    assert "Лизинг: 7." in out and "SaaS" not in out and "stage_outcomes" in out
+    by_owner = [{**rows[0], "owner": "Анна", "closed_unknown_deals": 2},
+                {**rows[0], "owner": "Олег", "closed_unknown_deals": 5}]
+    _print_closed_unknown(by_owner, "owner")
+    assert "Лизинг / Анна: 2, Лизинг / Олег: 5." in capsys.readouterr().out
+    _print_closed_unknown(rows[2:], None)
+    assert capsys.readouterr().out == ""

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.coverage import NO_TARGET
 from voronka.cli import main
 from voronka.config import Workspace
 from voronka.simulator.messy import (
@@ -253,9 +254,11 @@ def test_bookings_count_every_won_deal_and_convert_what_has_a_rate(demo):
 def test_no_targets_is_not_a_failure(demo):
     con = demo["con"]
     assert con.execute("select count(*) from raw.targets").fetchone()[0] == 0
-    coverage = _df(con, "select * from main.pipeline_coverage")
-    assert len(coverage) > 0
-    assert coverage["status"].astype(str).str.contains("no target").all()
+    # nothing to cover: no coverage row, the run's summary says so in the line that tells how to
+    # add a target, and the coverage check passes (the run exits 0, checked above)
+    assert con.execute("select count(*) from main.pipeline_coverage").fetchone()[0] == 0
+    assert f"Pipeline coverage: {NO_TARGET}" in demo["out"]
+    assert "coverage_meets_requirement" not in demo["out"] + demo["err"]
 
 
 def test_the_young_org_gets_a_score_for_every_open_deal(demo):

@@ -581,8 +581,25 @@ def cmd_funnel(args) -> int:
             r[column] = r.get("breakdown_value")
     keys = (FUNNEL_KEYS[:1] + ([column] if column else []) + FUNNEL_KEYS[1:]
             + (["is_immature"] if args.cohort else []) + FUNNEL_TIME_KEYS)
+    if args.format != "table":
+        keys.append("closed_unknown_deals")  # per pipeline (and breakdown value), on each of its rows
     print(render(rows, keys, args.format))
+    if args.format == "table":
+        _print_closed_unknown(rows, column)
     return EXIT_OK
+
+
+def _print_closed_unknown(rows: list[dict], column: str | None) -> None:
+    """The closed deals of unknown outcome are in no stage's won or lost count: say how many, per
+    pipeline, and how to settle them."""
+    counts = {}
+    for r in rows:
+        if r.get("closed_unknown_deals"):
+            counts[(r["pipeline"], r.get(column) if column else None)] = r["closed_unknown_deals"]
+    if counts:
+        where = ", ".join(f"{p}{f' / {v}' if v is not None else ''}: {n:,}" for (p, v), n in counts.items())
+        print(f"Closed with an unknown outcome (counted in no stage's won or lost): {where}. "
+              "Settle them with stage_outcomes in voronka.yaml (docs/configuration.md).")
 
 
 # ---------------------------------------------------------------- funnel and changes helpers
@@ -962,7 +979,10 @@ def missing_fx_lines(workspace: Workspace) -> list[str]:
 
 
 def _print_data_warnings(workspace: Workspace) -> None:
-    """Data a run could not use in full, on stderr even with --quiet (it changes the figures)."""
+    """Data a run could not use in full, on stderr even with --quiet (it changes the figures).
+    A run that built no warehouse has nothing to warn about (its own failure was said)."""
+    if not workspace.warehouse.exists():
+        return
     for line in missing_fx_lines(workspace):
         print(line, file=sys.stderr)
 

@@ -35,6 +35,8 @@ def write_messy(messy: MessyCompany, inbox: Path, truth_dir: Path) -> list[Path]
     deal_list = inbox / "bitrix24_crm.deal.list.json"
     _patch_deals(deal_list, messy.final, messy, on)
     _patch_history(inbox / "bitrix24_crm.stagehistory.list.json", messy, on)
+    if "unknown_closed_stage" in on:
+        _add_custom_stages(inbox / "bitrix24_crm.status.list.json")
     if messy.earlier is not None:
         with tempfile.TemporaryDirectory(prefix=".voronka-messy-", dir=inbox.parent) as tmp:
             tmp_inbox = Path(tmp) / "inbox"
@@ -86,7 +88,8 @@ def _patch_deals(path: Path, company: SimulatedCompany, messy: MessyCompany, on:
         if "amount_gaps" in on and p["amount_empty"] and not closed:
             rec["OPPORTUNITY"] = ""
         if "unknown_closed_stage" in on and closed and (p["unknown_won"] or p["unknown_lost"]):
-            rec["STAGE_ID"] = UNKNOWN_WON_STAGE if p["unknown_won"] else UNKNOWN_LOST_STAGE
+            rec["STAGE_ID"] = _custom_stage_id(UNKNOWN_WON_STAGE if p["unknown_won"] else UNKNOWN_LOST_STAGE,
+                                               rec.get("CATEGORY_ID"))
             rec["STAGE_SEMANTIC_ID"] = None
         if "crm_probability" in on:
             value = probability.get(native)
@@ -107,10 +110,39 @@ def _patch_history(path: Path, messy: MessyCompany, on: set) -> None:
         if owner in no_history:
             continue
         if int(rec["TYPE_ID"]) == 3 and owner in won | lost:
-            rec["STAGE_ID"] = UNKNOWN_WON_STAGE if owner in won else UNKNOWN_LOST_STAGE
+            rec["STAGE_ID"] = _custom_stage_id(UNKNOWN_WON_STAGE if owner in won else UNKNOWN_LOST_STAGE,
+                                               rec.get("CATEGORY_ID"))
             rec["STAGE_SEMANTIC_ID"] = None
         kept.append(rec)
     _write_pages(path, pages, kept, lambda page, chunk: {**page, "result": {"items": chunk}})
+
+
+# A custom final stage is a stage of the category's status list like any other (Bitrix24 gives
+# every STAGE_ID an entry), with no SEMANTICS: Bitrix24 knows only success, failure and process.
+_CUSTOM_STAGE_CODES = {UNKNOWN_WON_STAGE: "UC_ISSUED", UNKNOWN_LOST_STAGE: "UC_POSTPONED"}
+
+
+def _custom_stage_id(stage: str, category) -> str:
+    code = _CUSTOM_STAGE_CODES[stage]
+    return code if str(category or "0") == "0" else f"C{category}:{code}"
+
+
+def _add_custom_stages(path: Path) -> None:
+    """The custom final stages in every deal category's crm.status.list, after its other stages."""
+    listing = json.loads(path.read_text(encoding="utf-8"))
+    statuses = listing["result"]
+    categories = sorted({s["CATEGORY_ID"] for s in statuses if str(s["ENTITY_ID"]).startswith("DEAL_STAGE")})
+    next_id = max(int(s["ID"]) for s in statuses) + 1
+    for category in categories:
+        for n, stage in enumerate(_CUSTOM_STAGE_CODES, start=1):
+            statuses.append({
+                "ID": str(next_id), "ENTITY_ID": "DEAL_STAGE" if str(category) == "0" else f"DEAL_STAGE_{category}",
+                "STATUS_ID": _custom_stage_id(stage, category), "NAME": stage, "NAME_INIT": "",
+                "SORT": str(80 + 10 * n), "SYSTEM": "N", "CATEGORY_ID": category, "COLOR": "#39A8EF",
+                "SEMANTICS": None, "EXTRA": {"SEMANTICS": "process", "COLOR": "#39A8EF"}})
+            next_id += 1
+    listing["total"] = len(statuses)
+    _write_text(path, json.dumps(listing, ensure_ascii=False))
 
 
 def _read_pages(path: Path, items_at: tuple = ("result",)) -> tuple[list, list]:

@@ -2,7 +2,9 @@
   Won revenue per month and quarter, per pipeline and for all pipelines ('all'), for every period
   from the first win's period to the as_of period (periods without wins show 0). Only wins closed
   at or before as_of count; each is converted at the rate of its close date (a won deal without
-  an amount counts as 0; a currency without any rate makes the period's amount null).
+  an amount counts as 0). A won deal whose currency has no rate counts in won_deals and
+  won_deals_without_fx, not in the amount: the check amounts_convert_to_reporting_currency fails
+  and names it, and the forecast and coverage read the same sum.
 #}
 
 with
@@ -77,8 +79,8 @@ per_pipeline as (
         period,
         {{ grouping }} as pipeline,
         count(*) as won_deals,
-        -- null when a won deal's currency has no rate, rather than a silently short sum
-        case when count(*) = count(amount_reporting) then sum(amount_reporting) end as won_amount_reporting
+        count(*) - count(amount_reporting) as won_deals_without_fx,
+        coalesce(sum(amount_reporting), 0) as won_amount_reporting
     from won_in_periods
     group by period_grain, period{% if grouping == 'pipeline' %}, pipeline{% endif %}
     {% if not loop.last %}union all{% endif %}
@@ -92,10 +94,8 @@ final as (
         periods.period_start_date,
         pipelines.pipeline,
         coalesce(per_pipeline.won_deals, 0) as won_deals,
-        case
-            when per_pipeline.period is null then 0
-            else per_pipeline.won_amount_reporting
-        end as won_amount_reporting,
+        coalesce(per_pipeline.won_amount_reporting, 0) as won_amount_reporting,
+        coalesce(per_pipeline.won_deals_without_fx, 0) as won_deals_without_fx,
         {{ reporting_currency() }} as reporting_currency
     from periods
     cross join pipelines
