@@ -171,8 +171,17 @@ def test_unknown_closed_stage(written):
     assert len(won) >= 3 and len(lost) >= 3
     assert w.info["counts"][UNKNOWN_WON_STAGE] == len(won) and w.info["counts"][UNKNOWN_LOST_STAGE] == len(lost)
     assert _differences(base.deals, w.deals) == {(i, f) for i in won | lost for f in ("STAGE_ID", "STAGE_SEMANTIC_ID")}
-    assert (w.deals.loc[sorted(won), "STAGE_ID"] == UNKNOWN_WON_STAGE).all()
-    assert (w.deals.loc[sorted(lost), "STAGE_ID"] == UNKNOWN_LOST_STAGE).all()
+    # each custom stage is a stage of its category's status list (every Bitrix24 STAGE_ID has
+    # one), named as the leasing company named it, with no SEMANTICS
+    statuses = pd.DataFrame(json.loads((w.inbox / "bitrix24_crm.status.list.json").read_text(encoding="utf-8"))["result"])
+    custom = statuses[statuses["NAME"].isin([UNKNOWN_WON_STAGE, UNKNOWN_LOST_STAGE])]
+    assert custom["SEMANTICS"].isna().all() and len(custom) == 2 * w.deals["CATEGORY_ID"].nunique()
+    name_of = dict(zip(custom["STATUS_ID"], custom["NAME"]))
+    assert (w.deals.loc[sorted(won), "STAGE_ID"].map(name_of) == UNKNOWN_WON_STAGE).all()
+    assert (w.deals.loc[sorted(lost), "STAGE_ID"].map(name_of) == UNKNOWN_LOST_STAGE).all()
+    in_category = w.deals.loc[sorted(won | lost)]
+    assert all(sid.startswith(f"C{cat}:") or str(cat) == "0"
+               for sid, cat in zip(in_category["STAGE_ID"], in_category["CATEGORY_ID"]))
     assert w.deals.loc[sorted(won | lost), "STAGE_SEMANTIC_ID"].isna().all()
     assert (w.deals.loc[sorted(won | lost), "CLOSED"] == "Y").all()
     # truly won / lost; the warehouse should say won ('Выдано' is settled by a default) / unknown
@@ -184,7 +193,7 @@ def test_unknown_closed_stage(written):
     # the stage history's final move names the same stage, without a semantic
     final = w.history[w.history["TYPE_ID"] == 3]
     final = final.set_index(final["OWNER_ID"].astype(str))
-    assert set(final.index[final["STAGE_ID"].isin([UNKNOWN_WON_STAGE, UNKNOWN_LOST_STAGE])]) == won | lost
+    assert set(final.index[final["STAGE_ID"].map(name_of).notna()]) == won | lost
     assert final.loc[sorted(won | lost), "STAGE_SEMANTIC_ID"].isna().all()
     assert len(w.history) == len(base.history)
 

@@ -32,3 +32,10 @@
 {% macro convert_to_reporting(amount_expr, fx_alias) -%}
     {{ dbt.cast(amount_expr, voronka.type_double()) }} * {{ fx_alias }}.rate_to_reporting
 {%- endmacro %}
+
+
+{#- The date a target converts at: its period's first day, or the as_of date for a period that
+    starts after as_of (no rate is known for the future). -#}
+{% macro target_rate_date(period_start_expr) -%}
+    case when {{ period_start_expr }} <= {{ as_of_date() }} then {{ period_start_expr }} else {{ as_of_date() }} end
+{%- endmacro %}

@@ -49,3 +49,12 @@
             {{ dbt.cast(dbt.concat([label, "'-01'"]), 'date') }}
     end
 {%- endmacro %}
+
+
+{#- The day after a period (a month or a quarter) that starts on start_date. -#}
+{% macro period_end_date(grain_expr, start_date_expr) -%}
+    case
+        when {{ grain_expr }} = 'quarter' then {{ dbt.cast(dbt.dateadd('month', 3, start_date_expr), 'date') }}
+        else {{ dbt.cast(dbt.dateadd('month', 1, start_date_expr), 'date') }}
+    end
+{%- endmacro %}

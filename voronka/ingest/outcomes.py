@@ -67,32 +67,31 @@ def settled(pipeline: pd.Series, stage: pd.Series, rules: dict) -> pd.Series:
     return out.astype(object).where(out.notna(), None)
 
 
+def _settle(frame: pd.DataFrame, column: str, stage_column: str, rules: dict) -> tuple[pd.DataFrame, pd.Series]:
+    """frame with `column` 'unknown' replaced where the rules (or defaults) settle its stage;
+    returns (frame, the settled values by row)."""
+    unknown = frame[column].eq("unknown")
+    if not unknown.any():
+        return frame, frame[column].iloc[:0]
+    values = settled(frame.loc[unknown, "pipeline"], frame.loc[unknown, stage_column], rules)
+    values = values[values.notna()]
+    if values.empty:
+        return frame, values
+    frame = frame.copy()
+    frame.loc[values.index, column] = values
+    return frame, values
+
+
 def settle_deals(deals: pd.DataFrame, rules: dict) -> pd.DataFrame:
     """Deals with outcome unknown whose stage the rules (or defaults) settle get that outcome; a
     deal settled as open loses its closed_at."""
-    unknown = deals["outcome"].eq("unknown")
-    if not unknown.any():
-        return deals
-    outcome = settled(deals.loc[unknown, "pipeline"], deals.loc[unknown, "current_stage"], rules)
-    outcome = outcome[outcome.notna()]
-    if outcome.empty:
-        return deals
-    deals = deals.copy()
-    deals.loc[outcome.index, "outcome"] = outcome
+    deals, outcome = _settle(deals, "outcome", "current_stage", rules)
     reopened = outcome.index[outcome.eq("open").to_numpy()]
-    deals.loc[reopened, "closed_at"] = pd.NaT
+    if len(reopened):
+        deals.loc[reopened, "closed_at"] = pd.NaT
     return deals
 
 
 def settle_stages(stages: pd.DataFrame, rules: dict) -> pd.DataFrame:
     """Stages of kind unknown that the rules (or defaults) settle get that kind."""
-    unknown = stages["kind"].eq("unknown")
-    if not unknown.any():
-        return stages
-    kind = settled(stages.loc[unknown, "pipeline"], stages.loc[unknown, "stage"], rules)
-    kind = kind[kind.notna()]
-    if kind.empty:
-        return stages
-    stages = stages.copy()
-    stages.loc[kind.index, "kind"] = kind
-    return stages
+    return _settle(stages, "kind", "stage", rules)[0]

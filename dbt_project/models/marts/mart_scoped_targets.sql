@@ -31,10 +31,7 @@ scoped_targets as (
 bounded as (
     select
         scoped_targets.*,
-        case
-            when period_grain = 'quarter' then {{ dbt.cast(dbt.dateadd('month', 3, 'period_start_date'), 'date') }}
-            else {{ dbt.cast(dbt.dateadd('month', 1, 'period_start_date'), 'date') }}
-        end as period_end_date
+        {{ period_end_date('period_grain', 'period_start_date') }} as period_end_date
     from scoped_targets
 ),
 
@@ -44,12 +41,7 @@ converted as (
         {{ convert_to_reporting('bounded.target_amount', 'fx_rates') }} as target_amount_reporting
     from bounded
     left join fx_rates
-        on {{ fx_rate_on(
-            'fx_rates',
-            'bounded.currency',
-            'case when bounded.period_start_date <= ' ~ as_of_date()
-                ~ ' then bounded.period_start_date else ' ~ as_of_date() ~ ' end'
-        ) }}
+        on {{ fx_rate_on('fx_rates', 'bounded.currency', target_rate_date('bounded.period_start_date')) }}
 ),
 
 booked as (

@@ -30,12 +30,7 @@ converted as (
         {{ convert_to_reporting('company_wide_targets.target_amount', 'fx_rates') }} as target_amount_reporting
     from company_wide_targets
     left join fx_rates
-        on {{ fx_rate_on(
-            'fx_rates',
-            'company_wide_targets.currency',
-            'case when company_wide_targets.period_start_date <= ' ~ as_of_date()
-                ~ ' then company_wide_targets.period_start_date else ' ~ as_of_date() ~ ' end'
-        ) }}
+        on {{ fx_rate_on('fx_rates', 'company_wide_targets.currency', target_rate_date('company_wide_targets.period_start_date')) }}
 ),
 
 pipeline_targets as (
