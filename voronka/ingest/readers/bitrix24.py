@@ -1,7 +1,10 @@
 """Bitrix24: REST `crm.deal.list`, `crm.stagehistory.list`, `crm.status.list` and the deal
 category list (`crm.category.list` with entityTypeId 2, or the older `crm.dealcategory.list` and
 `crm.dealcategory.default.get`) — JSON as the API returns it, or the same fields as CSV — and the
-UI export with Russian headers.
+UI export with Russian headers. Over 500 lines: its six formats share the category and status
+look-ups that name every deal's pipeline and stage; the UI export reader, the one part that
+could stand alone, uses seven of this module's names, and its place in FORMATS decides
+detection ties.
 
 Pipelines are deal categories. The REST exports name them only by `CATEGORY_ID` ("0" is the
 default one; a `C<n>:` stage prefix also gives it): with a category list in the same folder each
