@@ -12,14 +12,14 @@ import pytest
 
 from voronka.errors import ExportFormatError
 from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import attributes_json
-from voronka.ingest.readers.textfile import (
-    RawTable,
+from voronka.ingest.readers.attributes import attributes_json
+from voronka.ingest.readers.parsers import (
     parse_bools,
     parse_dates,
     parse_numbers,
     parse_timestamps,
 )
+from voronka.ingest.readers.rawtable import RawTable
 
 ROWS = [["ID", "Имя", "Сумма"], ["1", "Ёжик «в тумане»", "1 500,50"], ["2", "Müller", "7"]]
 

@@ -20,6 +20,7 @@ from voronka.ingest.readers import (
     amocrm,
     bitrix24,
     hubspot,
+    parsers,
     pipedrive,
     salesforce,
     textfile,
@@ -29,8 +30,9 @@ from voronka.ingest.readers.canonical_csv import (
     parse_table,
     read_canonical,
 )
-from voronka.ingest.readers.common import Context, Format, norm
-from voronka.ingest.readers.textfile import RawJson, RawTable
+from voronka.ingest.readers.formats import Format
+from voronka.ingest.readers.rawtable import RawJson, RawTable
+from voronka.ingest.readers.rows import Context, norm
 
 FORMATS: list[Format] = [
     *amocrm.FORMATS, *bitrix24.FORMATS, *hubspot.FORMATS, *salesforce.FORMATS, *pipedrive.FORMATS,
@@ -57,7 +59,7 @@ def read_export(path: Path, source: str = "auto", *, mapping: Path | None = None
     if source not in ("auto", *SOURCES):
         raise ExportFormatError(f"unknown source {source!r} (known: auto, {', '.join(SOURCES)})",
                                 file=path.name)
-    textfile.check_timezone(timezone)
+    parsers.check_timezone(timezone)
     if source == "mapped" or (source == "auto" and mapping is not None):
         from voronka.ingest.readers.mapped import read_mapped
 

@@ -13,25 +13,20 @@ from __future__ import annotations
 import pandas as pd
 
 from voronka.errors import ExportFormatError
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Format,
-    Rows,
-    companion_files,
+from voronka.ingest.readers import jsonfile, parsers
+from voronka.ingest.readers.formats import Format, companion_files, records_from_json
+from voronka.ingest.readers.frames import (
     creation_events,
     deals_frame,
     empty_events,
     events_frame,
     finish,
-    infer_stages,
-    map_unique,
     newest,
-    norm,
-    records_from_json,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawJson, RawTable
+from voronka.ingest.readers.rawtable import RawJson, RawTable
+from voronka.ingest.readers.rows import Context, Rows, map_unique, norm
+from voronka.ingest.readers.stage_order import infer_stages
 
 SOURCE = "amocrm"
 WON_STATUS, LOST_STATUS = 142, 143
@@ -92,7 +87,7 @@ def read_deals(table: RawTable, ctx: Context):
     created = rows.timestamps(created_col, "created_at")
     closed = rows.timestamps(closed_col, "closed_at", null_words=NOT_CLOSED)
     amount = rows.numbers(amount_col, "amount")
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
 
     kind = stage_kind_by_name(stage)
@@ -160,7 +155,7 @@ def _pipeline_stages(doc: RawJson, ctx: Context):
             records.append({"pipeline_id": p.get("id"), "pipeline": p.get("name"),
                             "pipeline_sort": p.get("sort"), "id": s.get("id"), "name": s.get("name"),
                             "sort": s.get("sort"), "type": s.get("type")})
-    table = textfile.table_from_records(doc.path, records)
+    table = jsonfile.table_from_records(doc.path, records)
     rows = Rows(table, ctx)
     for c in ("pipeline_id", "pipeline", "id", "name", "sort", "type", "pipeline_sort"):
         rows.column(c)
@@ -236,7 +231,7 @@ def read_events(doc: RawJson, ctx: Context):
                         "entity_type": e.get("entity_type"), "created_at": e.get("created_at"),
                         "status_id": after_id, "pipeline_id": after_pipe,
                         "before_status_id": before_id, "before_pipeline_id": before_pipe})
-    table = textfile.table_from_records(doc.path, records, row_numbers=positions)
+    table = jsonfile.table_from_records(doc.path, records, row_numbers=positions)
     rows = Rows(table, ctx)
     if not len(table.frame):
         return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": empty_events()}, warnings)
@@ -252,7 +247,7 @@ def read_events(doc: RawJson, ctx: Context):
         rows.column(c)
     deal = rows.require("entity_id", "deal id")
     event_id = rows.text("id")
-    entered, bad = textfile.epoch_seconds(rows.raw["created_at"])
+    entered, bad = parsers.epoch_seconds(rows.raw["created_at"])
     rows.reject(rows.raw["created_at"] == "", "missing entered_at (field 'created_at')")
     rows.reject(bad, "unparseable entered_at '" + rows.raw["created_at"] + "' (field 'created_at', unix seconds)")
     rows.reject_future(entered, "entered_at", "created_at")

@@ -1,7 +1,10 @@
 """Bitrix24: REST `crm.deal.list`, `crm.stagehistory.list`, `crm.status.list` and the deal
 category list (`crm.category.list` with entityTypeId 2, or the older `crm.dealcategory.list` and
 `crm.dealcategory.default.get`) — JSON as the API returns it, or the same fields as CSV — and the
-UI export with Russian headers.
+UI export with Russian headers. Over 500 lines: its six formats share the category and status
+look-ups that name every deal's pipeline and stage; the UI export reader, the one part that
+could stand alone, uses seven of this module's names, and its place in FORMATS decides
+detection ties.
 
 Pipelines are deal categories. The REST exports name them only by `CATEGORY_ID` ("0" is the
 default one; a `C<n>:` stage prefix also gives it): with a category list in the same folder each
@@ -28,24 +31,19 @@ from dataclasses import dataclass
 import pandas as pd
 
 from voronka.errors import ExportFormatError
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Format,
-    Rows,
-    companion_files,
+from voronka.ingest.readers import jsonfile, parsers
+from voronka.ingest.readers.formats import Format, companion_files, records_from_json
+from voronka.ingest.readers.frames import (
     deals_frame,
     empty_events,
     events_frame,
     finish,
-    infer_stages,
-    map_unique,
     newest,
-    norm,
-    records_from_json,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawTable
+from voronka.ingest.readers.rawtable import RawTable
+from voronka.ingest.readers.rows import Context, Rows, map_unique, norm
+from voronka.ingest.readers.stage_order import infer_stages
 
 SOURCE = "bitrix24"
 DEFAULT_CATEGORY = "0"
@@ -66,7 +64,7 @@ def _as_table(loaded, ctx: Context, *paths) -> RawTable:
     if isinstance(loaded, RawTable):
         return loaded
     records = records_from_json(loaded.data, *paths) or []
-    return textfile.table_from_records(loaded.path, records)
+    return jsonfile.table_from_records(loaded.path, records)
 
 
 def _kind_by_id(stage_ids: pd.Series) -> pd.Series:
@@ -109,9 +107,9 @@ def _status_table(table: RawTable, ctx: Context) -> tuple[pd.DataFrame, Rows, in
     keep = table.frame[entity_col].str.match(r"^DEAL_STAGE(_\d+)?$") if entity_col else \
         pd.Series(True, index=table.frame.index)
     ignored = int((~keep).sum())
-    table = textfile.RawTable(table.path, table.frame[keep].reset_index(drop=True),
-                              table.row_numbers[keep.to_numpy()], table.kind, table.encoding,
-                              table.delimiter, table.header)
+    table = RawTable(table.path, table.frame[keep].reset_index(drop=True),
+                     table.row_numbers[keep.to_numpy()], table.kind, table.encoding,
+                     table.delimiter, table.header)
     rows = Rows(table, ctx)
     rows.column("ENTITY_ID", required=True)
     status_col = rows.column("STATUS_ID", required=True, field="stage id")
@@ -224,7 +222,7 @@ def _category_table(loaded, ctx: Context) -> tuple[pd.DataFrame, Rows, list[str]
         table = loaded
     else:
         _, records = _category_records(loaded.data) or ("", [])
-        table = textfile.table_from_records(loaded.path, records)
+        table = jsonfile.table_from_records(loaded.path, records)
     rows = Rows(table, ctx)
     id_col = rows.column("ID", required=True, field="category id")
     name_col = rows.column("NAME", required=True, field="pipeline name")
@@ -339,7 +337,7 @@ def read_deals(loaded, ctx: Context):
     amount = rows.numbers(rows.column("OPPORTUNITY"), "amount")
     close_date = rows.dates(close_col, "expected_close_date")
     close_ts = rows.timestamps(close_col, "closed_at", future=False)
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
     closed_flag = rows.bools(closed_flag_col, "CLOSED") if closed_flag_col else None
 
@@ -451,7 +449,7 @@ def read_ui_deals(loaded: RawTable, ctx: Context):
     expected = rows.dates(expected_col, "expected_close_date")
     expected_ts = rows.timestamps(expected_col, "closed_at", future=False)
     closed_ts = rows.timestamps(closed_col, "closed_at") if closed_col else None
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
     closed_flag = rows.bools(closed_flag_col, "Закрыта") if closed_flag_col else None
 

@@ -148,7 +148,8 @@ def _first_source(frame: pd.DataFrame) -> str:
 
 def read_canonical(path: Path) -> ParsedExport:
     """Read one canonical CSV file (any encoding, delimiter or container the text layer reads)."""
-    from voronka.ingest.readers.textfile import RawTable, load
+    from voronka.ingest.readers.rawtable import RawTable
+    from voronka.ingest.readers.textfile import load
 
     path = Path(path)
     loaded = load(path)

@@ -16,23 +16,18 @@ import re
 import numpy as np
 import pandas as pd
 
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Format,
-    Rows,
-    companion_files,
+from voronka.ingest.readers import jsonfile, parsers
+from voronka.ingest.readers.formats import Format, companion_files, records_from_json
+from voronka.ingest.readers.frames import (
     deals_frame,
     events_frame,
     finish,
-    infer_stages,
-    map_unique,
     newest,
-    norm,
-    records_from_json,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawJson, RawTable
+from voronka.ingest.readers.rawtable import RawJson, RawTable
+from voronka.ingest.readers.rows import Context, Rows, map_unique, norm
+from voronka.ingest.readers.stage_order import infer_stages
 
 SOURCE = "hubspot"
 DEFAULT_PIPELINE = "Sales Pipeline"
@@ -78,7 +73,7 @@ def _pipeline_stages(doc: RawJson, ctx: Context) -> tuple[pd.DataFrame, Rows]:
                             "id": s.get("id") or s.get("stageId"), "label": s.get("label"),
                             "displayOrder": s.get("displayOrder"),
                             "isClosed": meta.get("isClosed"), "probability": meta.get("probability")})
-    table = textfile.table_from_records(doc.path, records)
+    table = jsonfile.table_from_records(doc.path, records)
     rows = Rows(table, ctx)
     if not len(table.frame):
         return stages_frame([], [], [], [], row_numbers=[]).assign(_pipeline_id=[], _stage_id=[]), rows
@@ -153,7 +148,7 @@ def read_deals(table: RawTable, ctx: Context):
     close_date = rows.dates(close_col, "expected_close_date")
     close_ts = rows.timestamps(close_col, "closed_at", future=False)
     amount = rows.numbers(rows.column("Amount", "amount"), "amount")
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
     is_won = rows.bools(won_col, "Is Closed Won") if won_col else None
     is_closed = rows.bools(closed_col, "Is closed") if closed_col else None

@@ -14,18 +14,18 @@ import pandas as pd
 import yaml
 
 from voronka.errors import ExportFormatError, MappingError
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Rows,
+from voronka.ingest.readers import parsers, textfile
+from voronka.ingest.readers.frames import (
     deals_frame,
     events_frame,
     finish,
-    infer_stages,
     newest,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawTable
+from voronka.ingest.readers.rawtable import RawTable
+from voronka.ingest.readers.rows import Context, Rows
+from voronka.ingest.readers.stage_order import infer_stages
+from voronka.ingest.readers.xlsx import read_xlsx
 
 DEAL_FIELDS = ("native_id", "pipeline", "title", "owner", "lead_source", "segment", "region", "product",
                "amount", "currency", "created_at", "expected_close_date", "closed_at", "outcome",
@@ -118,7 +118,7 @@ def load_mapping(path: Path) -> Mapping:
     tz = data.get("timezone")
     if tz is not None:
         try:
-            textfile.check_timezone(str(tz))
+            parsers.check_timezone(str(tz))
         except ExportFormatError as err:
             _fail(path, str(err))
     decimal = data.get("decimal")
@@ -164,7 +164,7 @@ def load_mapping(path: Path) -> Mapping:
 def read_mapped(path: Path, mapping_path: Path, *, timezone: str = "UTC", currency: str | None = None):
     mapping = load_mapping(mapping_path)
     path = Path(path)
-    loaded = textfile.read_xlsx(path, mapping.sheet) if textfile.sniff_kind(path) == "xlsx" and mapping.sheet \
+    loaded = read_xlsx(path, mapping.sheet) if textfile.sniff_kind(path) == "xlsx" and mapping.sheet \
         else textfile.load(path)
     if not isinstance(loaded, RawTable):
         raise ExportFormatError("a mapping reads a table (CSV or XLSX), not JSON", file=path.name)

@@ -14,23 +14,20 @@ import numpy as np
 import pandas as pd
 
 from voronka.errors import ExportFormatError
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Format,
-    Rows,
-    companion_files,
+from voronka.ingest.readers import jsonfile, parsers
+from voronka.ingest.readers.formats import Format, companion_files, records_from_json
+from voronka.ingest.readers.frames import (
     creation_events,
     deals_frame,
     empty_events,
     events_frame,
     finish,
-    infer_stages,
     newest,
-    records_from_json,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawJson, RawTable
+from voronka.ingest.readers.rawtable import RawJson, RawTable
+from voronka.ingest.readers.rows import Context, Rows
+from voronka.ingest.readers.stage_order import infer_stages
 
 SOURCE = "pipedrive"
 WON_STAGE, LOST_STAGE = "Won", "Lost"
@@ -69,7 +66,7 @@ def _stage_table(doc: RawJson, ctx: Context) -> tuple[pd.DataFrame, Rows]:
     records = [{"id": r.get("id"), "name": r.get("name"), "order_nr": r.get("order_nr"),
                 "pipeline_id": r.get("pipeline_id"), "pipeline_name": r.get("pipeline_name"),
                 "deal_probability": r.get("deal_probability")} for r in _stage_records(doc.data) or []]
-    table = textfile.table_from_records(doc.path, records)
+    table = jsonfile.table_from_records(doc.path, records)
     rows = Rows(table, ctx)
     if not len(table.frame):
         return stages_frame([], [], [], [], row_numbers=[]).assign(_stage_id=[]), rows
@@ -135,7 +132,7 @@ def read_deals(table: RawTable, ctx: Context):
     won_at = rows.timestamps(won_col, "closed_at")
     lost_at = rows.timestamps(lost_col, "closed_at")
     closed_on = rows.timestamps(closed_on_col, "closed_at")
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
     closed_at = won_at.where(outcome == "won", lost_at.where(outcome == "lost"))
     closed_at = closed_at.fillna(closed_on.where(outcome.isin(["won", "lost"])))
@@ -215,7 +212,7 @@ def read_flow(doc: RawJson, ctx: Context):
     if len(records) < len(items):
         warnings.append(f"{ctx.file}: {len(items) - len(records)} flow items are not stage or status "
                         "changes and were not read")
-    table = textfile.table_from_records(doc.path, records, row_numbers=positions)
+    table = jsonfile.table_from_records(doc.path, records, row_numbers=positions)
     rows = Rows(table, ctx)
     if not len(table.frame):
         return finish(ctx, SOURCE, "stage_events", rows, {"stage_events": empty_events()}, warnings)

@@ -22,20 +22,18 @@ import numpy as np
 import pandas as pd
 
 from voronka.ingest.canonical import ParsedExport
-from voronka.ingest.readers import textfile
-from voronka.ingest.readers.common import (
-    Context,
-    Format,
-    Rows,
-    companion_files,
+from voronka.ingest.readers import parsers
+from voronka.ingest.readers.formats import Format, companion_files
+from voronka.ingest.readers.frames import (
     deals_frame,
     events_frame,
     finish,
-    infer_stages,
     newest,
     stages_frame,
 )
-from voronka.ingest.readers.textfile import RawTable
+from voronka.ingest.readers.rawtable import RawTable
+from voronka.ingest.readers.rows import Context, Rows
+from voronka.ingest.readers.stage_order import infer_stages
 
 SOURCE = "salesforce"
 PIPELINE = "default"
@@ -128,8 +126,8 @@ def read_opportunities(table: RawTable, ctx: Context):
     created = rows.timestamps(created_col, "created_at")
     close_date = rows.dates(close_col, "expected_close_date")
     amount = rows.numbers(rows.column("Amount"), "amount")
-    prob = textfile.parse_numbers(rows.raw[prob_col])[0] / 100 if prob_col else None
-    modified, _ = textfile.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
+    prob = parsers.parse_numbers(rows.raw[prob_col])[0] / 100 if prob_col else None
+    modified, _ = parsers.parse_timestamps(rows.raw[modified_col], ctx.timezone) if modified_col \
         else (None, None)
     outcome = _outcome(rows, rows.bools(closed_col, "IsClosed"), _is_won(rows, won_col), closed_col, won_col)
     # CloseDate is a day: deals_frame compares it with CreatedDate by day in the org's time zone

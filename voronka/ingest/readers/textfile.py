@@ -1,17 +1,14 @@
-"""The text layer every reader stands on: open an export robustly and parse its values.
+"""Opening an export: what kind of file it is, how its text is encoded, its CSV or HTML table.
 
 `load(path)` returns a `RawTable` (CSV, XLSX or an HTML table saved as .xls: a frame of stripped
-strings, one row per data row) or a `RawJson` (a parsed JSON document). It copes with what real
-exports look like: UTF-8 with or without BOM, UTF-16 with BOM, Windows-1251 / Windows-1252
-(detected), `,` `;` or tab as delimiter (sniffed, or Excel's `sep=;` line), quoted multi-line
-fields, trailing spaces in headers, repeated column names (the repeat gets a ` (2)` suffix),
-empty rows. A file that cannot be read raises one `ExportFormatError` saying why.
-
-The value parsers (`parse_timestamps`, `parse_dates`, `parse_numbers`, `parse_bools`) are
-vectorised: they take a Series of stripped strings ('' = empty) and return the parsed Series and
-a mask of the non-empty values that did not parse. Cells are data: a cell starting with `=`, `+`,
-`-` or `@` is kept as the text it is (XLSX formulas are read as their formula text), never
-evaluated.
+strings, one row per data row) or a `RawJson` (a parsed JSON document); both are in `rawtable`.
+It copes with what real exports look like: UTF-8 with or without BOM, UTF-16 with BOM,
+Windows-1251 / Windows-1252 (detected), `,` `;` or tab as delimiter (sniffed, or Excel's `sep=;`
+line), quoted multi-line fields, trailing spaces in headers, repeated column names (the repeat
+gets a ` (2)` suffix), empty rows. A file that cannot be read raises one `ExportFormatError`
+saying why. Workbooks are read by `xlsx`, JSON documents by `jsonfile`; the values in the cells
+are parsed by `parsers`. Cells are data: a cell starting with `=`, `+`, `-` or `@` is kept as the
+text it is, never evaluated.
 """
 
 from __future__ import annotations
@@ -19,11 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 import re
-import zipfile
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -31,41 +24,18 @@ import numpy as np
 import pandas as pd
 
 from voronka.errors import ExportFormatError
+from voronka.ingest.readers.jsonfile import parse_json
+from voronka.ingest.readers.rawtable import (
+    RawJson,
+    RawTable,
+    finish_table,
+    table_from_rows,
+    unique_names,
+)
+from voronka.ingest.readers.xlsx import read_xlsx
 
 SNIFF_BYTES = 1 << 16
 DELIMITERS = (",", ";", "\t")
-
-
-@dataclass
-class RawTable:
-    """A tabular export: `frame` holds stripped strings ('' for empty) under unique column names."""
-
-    path: Path
-    frame: pd.DataFrame
-    row_numbers: np.ndarray  # 1-based data row of each frame row in the file (header = row 0)
-    kind: str  # csv | xlsx | html | json
-    encoding: str | None = None
-    delimiter: str | None = None
-    header: list = field(default_factory=list)  # column names as written in the file
-
-    @property
-    def file(self) -> str:
-        return self.path.name
-
-    @property
-    def columns(self) -> list[str]:
-        return list(self.frame.columns)
-
-
-@dataclass
-class RawJson:
-    path: Path
-    data: object
-    encoding: str | None = None
-
-    @property
-    def file(self) -> str:
-        return self.path.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,16 +171,9 @@ def load(path: Path) -> RawTable | RawJson:
     if kind == "json":
         return RawJson(path, parse_json(text, path), encoding)
     if kind == "html":
-        return _table_from_rows(path, _html_rows(text), "html", encoding)
+        return table_from_rows(path, _html_rows(text), "html", encoding)
     return read_csv_text(path, text, encoding)
 
-
-def parse_json(text: str, path: Path) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ExportFormatError(f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
-                                "the file may be truncated", file=Path(path).name) from None
 
 
 def sniff_delimiter(first_line: str) -> str:
@@ -258,7 +221,7 @@ def read_csv_text(path: Path, text: str, encoding: str | None) -> RawTable:
         raise ExportFormatError("the file is empty", file=path.name) from None
     header = [str(h) for h in frame.iloc[0].tolist()]
     body = frame.iloc[1:].reset_index(drop=True)
-    return _finish(path, header, body, "csv", encoding, delimiter)
+    return finish_table(path, header, body, "csv", encoding, delimiter)
 
 
 def _read_csv_arrow(path: Path, text: str, delimiter: str, encoding) -> RawTable | None:
@@ -322,124 +285,6 @@ def _parser_message(message: str, delimiter: str) -> str:
     return f"not a readable CSV ({message.strip().splitlines()[0]})"
 
 
-def _finish(path: Path, header: list, body: pd.DataFrame, kind: str, encoding, delimiter) -> RawTable:
-    names = unique_names(header)
-    body.columns = names
-    if len(body):
-        for col in body.columns:
-            values = body[col].to_numpy(dtype=object)
-            if any(v[:1].isspace() or v[-1:].isspace() for v in values):
-                body[col] = [v.strip() for v in values]
-    else:
-        body = body.astype(str)
-    row_numbers = np.arange(1, len(body) + 1)
-    blank = _blank_rows(body)
-    if blank.any():
-        body = body[~blank].reset_index(drop=True)
-        row_numbers = row_numbers[~blank]
-    return RawTable(path, body, row_numbers, kind, encoding, delimiter, header)
-
-
-def _blank_rows(body: pd.DataFrame) -> np.ndarray:
-    """Rows whose every cell is empty (column by column, on the shrinking set of candidates)."""
-    candidates = np.arange(len(body))
-    for col in body.columns:
-        if not len(candidates):
-            break
-        values = body[col].to_numpy(dtype=object)[candidates]
-        candidates = candidates[values == ""]
-    blank = np.zeros(len(body), dtype=bool)
-    blank[candidates] = True
-    return blank
-
-
-def unique_names(header: list) -> list[str]:
-    """Stripped names; an empty one becomes `column_<n>`; a repeat gets a ` (2)`, ` (3)` suffix."""
-    seen: dict[str, int] = {}
-    names = []
-    for i, raw in enumerate(header, start=1):
-        name = re.sub(r"\s+", " ", str(raw if raw is not None else "").replace("\ufeff", "")).strip()
-        name = name or f"column_{i}"
-        base = name
-        while name in seen:
-            seen[base] += 1
-            name = f"{base} ({seen[base]})"
-        seen.setdefault(name, 1)
-        names.append(name)
-    return names
-
-
-def _table_from_rows(path: Path, rows: list[list], kind: str, encoding=None) -> RawTable:
-    while rows and all(str(c).strip() == "" for c in rows[0]):
-        rows = rows[1:]
-    if not rows:
-        raise ExportFormatError("the file is empty (no header row)", file=path.name)
-    width = max(len(r) for r in rows)
-    header = list(rows[0]) + [""] * (width - len(rows[0]))
-    while header and str(header[-1]).strip() == "" and all(
-            len(r) < len(header) or str(r[len(header) - 1]).strip() == "" for r in rows):
-        header.pop()
-    width = len(header)
-    data = [list(r[:width]) + [""] * (width - len(r)) for r in rows[1:]]
-    body = pd.DataFrame(data, columns=range(width), dtype=object) if data else \
-        pd.DataFrame({i: pd.Series(dtype=object) for i in range(width)})
-    return _finish(path, header, body.astype(str), kind, encoding, None)
-
-
-# --------------------------------------------------------------------------------------------
-# XLSX
-
-
-def read_xlsx(path: Path, sheet: str | None = None) -> RawTable:
-    """First worksheet (or `sheet`) as strings. Formula cells keep their formula text."""
-    import openpyxl  # local: only XLSX files need it
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            zipfile.ZipFile(fh).testzip()
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ExportFormatError(f"a damaged or truncated XLSX workbook ({err}); export it again",
-                                file=path.name) from None
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
-    except Exception as err:  # openpyxl raises KeyError/ValueError/lxml errors on broken parts
-        raise ExportFormatError(
-            f"a zip archive that is not a readable XLSX workbook ({type(err).__name__}: {err})",
-            file=path.name) from None
-    if sheet and sheet not in wb.sheetnames:
-        wb.close()
-        raise ExportFormatError(f"no sheet {sheet!r} in the workbook (sheets: {', '.join(wb.sheetnames)})",
-                                file=path.name)
-    try:
-        ws = wb[sheet] if sheet else wb.worksheets[0]
-        rows = [[_cell_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
-    except Exception as err:
-        raise ExportFormatError(f"a damaged XLSX workbook ({type(err).__name__}: {err})",
-                                file=path.name) from None
-    finally:
-        wb.close()
-    return _table_from_rows(path, rows, "xlsx")
-
-
-def _cell_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
-    return str(value)
-
-
 # --------------------------------------------------------------------------------------------
 # HTML tables (Bitrix24 and others save "Excel" exports as an HTML table named .xls)
 
@@ -482,297 +327,3 @@ def _html_rows(text: str) -> list[list[str]]:
     parser.feed(text)
     parser.close()
     return parser.rows
-
-
-def table_from_records(path: Path, records: list, kind: str = "json",
-                       row_numbers: list | None = None) -> RawTable:
-    """A RawTable from a list of JSON objects (the keys of all objects, in first-seen order).
-    `row_numbers`: each record's 1-based position in the document (default 1..n)."""
-    path = Path(path)
-    if not all(isinstance(r, dict) for r in records):
-        raise ExportFormatError("expected a list of objects", file=path.name)
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    header = [str(c) for c in frame.columns]
-    body = frame.copy()
-    body.columns = range(len(header))
-    for c in body.columns:
-        col = body[c]
-        body[c] = col.map(_json_cell)
-    table = _finish(path, header, body.astype(str) if len(body) else body, kind, "utf-8", None)
-    if row_numbers is not None:
-        table.row_numbers = np.asarray(row_numbers)[table.row_numbers - 1]
-    return table
-
-
-def _json_cell(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Values
-
-
-_TZ_SUFFIX = r"(?:Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)"
-_ISO = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*" + _TZ_SUFFIX + "?$")
-_ISO_AWARE = re.compile(r"\d(?:Z|z|\s*UTC|\s*GMT|[+-]\d{2}(?::?\d{2})?)$")
-_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:,?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
-_SLASHED = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:,?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?$")
-_SERIAL = re.compile(r"^\d{4,5}(?:[.,]\d+)?$")
-EXCEL_EPOCH = pd.Timestamp("1899-12-30")
-
-
-def _empty_ts(index) -> pd.Series:
-    return pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
-
-
-def parse_timestamps(text: pd.Series, tz: str = "UTC", *, fmt: str | None = None,
-                     dayfirst: bool | None = None) -> tuple[pd.Series, pd.Series]:
-    """Naive-UTC timestamps from text. Values with an offset (`Z`, `+03:00`) keep their instant;
-    values without one are local times in `tz`. Understands ISO-8601, `DD.MM.YYYY[ HH:MM[:SS]]`,
-    `MM/DD/YYYY[ HH:MM[:SS][ AM]]` (day first when a value shows it, or `dayfirst`), and Excel
-    serial day numbers; or exactly `fmt` (strftime codes) when given."""
-    text = text.fillna("").astype(str)
-    out = _empty_ts(text.index)
-    filled = text != ""
-    if not filled.any():
-        return out, filled
-    if fmt:
-        parsed = pd.to_datetime(text.where(filled), format=fmt, errors="coerce")
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-            out.loc[filled] = parsed[filled]
-        else:
-            out.loc[filled] = _localize(parsed[filled], tz)
-        return out, filled & out.isna()
-    rest = _fast_formats(text, filled, out, tz)
-    if not rest.any():
-        return out, filled & out.isna()
-    text = text.where(rest, "")
-    filled = rest
-    iso = filled & text.str.match(_ISO)
-    if iso.any():
-        aware = iso & text.str.contains(_ISO_AWARE)
-        if aware.any():
-            vals = text[aware].str.replace(r"\s*(UTC|GMT)$", "+00:00", regex=True).str.replace(",", ".")
-            parsed = pd.to_datetime(vals, format="ISO8601", utc=True, errors="coerce")
-            out.loc[aware] = parsed.dt.tz_convert(None)
-        naive = iso & ~aware
-        if naive.any():
-            parsed = pd.to_datetime(text[naive].str.replace(",", "."), format="ISO8601", errors="coerce")
-            out.loc[naive] = _localize(parsed, tz)
-    dotted = filled & ~iso & text.str.match(_DOTTED)
-    if dotted.any():
-        parts = text[dotted].str.extract(_DOTTED)
-        out.loc[dotted] = _localize(_from_parts(parts[2], parts[1], parts[0], parts[3], parts[4], parts[5]), tz)
-    slashed = filled & ~iso & ~dotted & text.str.match(_SLASHED)
-    if slashed.any():
-        parts = text[slashed].str.extract(_SLASHED)
-        first, second = parts[0].astype(int), parts[1].astype(int)
-        if dayfirst is None:
-            dayfirst = bool((first > 12).any() and not (second > 12).any())
-        day, month = (parts[0], parts[1]) if dayfirst else (parts[1], parts[0])
-        hour = parts[3].fillna("0").astype(int)
-        ampm = parts[6].fillna("").str.upper()
-        hour = np.where(ampm == "PM", hour % 12 + 12, np.where(ampm == "AM", hour % 12, hour))
-        out.loc[slashed] = _localize(
-            _from_parts(parts[2], month, day, pd.Series(hour, index=parts.index).astype(str), parts[4], parts[5]), tz)
-    serial = filled & ~iso & ~dotted & ~slashed & text.str.match(_SERIAL)
-    if serial.any():
-        days = pd.to_numeric(text[serial].str.replace(",", "."), errors="coerce")
-        days = days.where((days >= 10000) & (days < 100000))
-        out.loc[serial] = _localize(EXCEL_EPOCH + pd.to_timedelta(days, unit="D").round("s"), tz)
-    return out, (out.isna() & filled)
-
-
-# Exact formats tried first on a whole column (C speed); what none of them parses goes through
-# the general (slower, per-value) classification below.
-_NAIVE_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S",
-                  "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
-                  "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
-_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z")
-
-
-def _fast_formats(text: pd.Series, filled: pd.Series, out: pd.Series, tz: str) -> pd.Series:
-    """Parse with the exact formats a sample of the column matches; returns what is left."""
-    rest = filled.copy()
-    sample = text[filled].head(200)
-    if sample.empty:
-        return rest
-    for fmt in _NAIVE_FORMATS + _AWARE_FORMATS:
-        aware = fmt in _AWARE_FORMATS
-        hits = pd.to_datetime(sample, format=fmt, errors="coerce", utc=aware).notna()
-        if not hits.any():
-            continue
-        sub = text[rest]
-        parsed = pd.to_datetime(sub, format=fmt, errors="coerce", utc=aware)
-        parsed = parsed.dt.tz_convert(None) if aware else _localize(parsed, tz)
-        ok = parsed.notna()
-        if ok.any():
-            idx = ok.index[ok.to_numpy()]
-            out.loc[idx] = parsed[ok]
-            rest.loc[idx] = False
-            sample = sample[rest.reindex(sample.index).to_numpy()]
-        if not rest.any() or sample.empty:
-            break
-    return rest
-
-
-def _from_parts(year, month, day, hour, minute, second) -> pd.Series:
-    frame = pd.DataFrame({
-        "year": pd.to_numeric(year, errors="coerce"),
-        "month": pd.to_numeric(month, errors="coerce"),
-        "day": pd.to_numeric(day, errors="coerce"),
-        "hour": pd.to_numeric(hour, errors="coerce").fillna(0),
-        "minute": pd.to_numeric(minute, errors="coerce").fillna(0),
-        "second": pd.to_numeric(second, errors="coerce").fillna(0),
-    })
-    bad = ~frame["month"].between(1, 12) | ~frame["day"].between(1, 31) | \
-        ~frame["hour"].between(0, 23) | ~frame["minute"].between(0, 59) | ~frame["second"].between(0, 60)
-    frame.loc[bad, "year"] = np.nan
-    return pd.to_datetime(frame, errors="coerce")
-
-
-def _localize(parsed: pd.Series, tz: str) -> pd.Series:
-    """Local wall times in `tz` -> naive UTC. Ambiguous (DST fall-back) hours and times skipped
-    by a DST jump (a clock not yet moved forward) are read as standard time."""
-    parsed = pd.to_datetime(parsed, errors="coerce")
-    if tz in (None, "", "UTC", "utc", "Etc/UTC"):
-        return parsed
-    try:
-        local = parsed.dt.tz_localize(tz, ambiguous=np.zeros(len(parsed), dtype=bool),
-                                      nonexistent=pd.Timedelta(hours=1))
-    except Exception as err:  # unknown zone name: a configuration mistake, not a bug
-        raise ExportFormatError(f"unknown time zone {tz!r} ({err})") from None
-    return local.dt.tz_convert("UTC").dt.tz_localize(None)
-
-
-def check_timezone(tz: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ExportFormatError(f"unknown time zone {tz!r} (use an IANA name such as "
-                                "'Europe/Moscow')") from None
-    return tz
-
-
-def parse_dates(text: pd.Series, *, fmt: str | None = None, dayfirst: bool | None = None
-                ) -> tuple[pd.Series, pd.Series]:
-    """Calendar dates (datetime64 at midnight) as written: a time or offset after the date is
-    ignored, never converted (a close date is a date in the CRM's own calendar)."""
-    text = text.fillna("").astype(str)
-    if fmt:
-        parsed, bad = parse_timestamps(text, "UTC", fmt=fmt)
-        return parsed.dt.normalize(), bad
-    filled = text != ""
-    out = _empty_ts(text.index)
-    rest = filled.copy()
-    for date_fmt in ("%Y-%m-%d", "%d.%m.%Y"):
-        if not rest.any():
-            break
-        parsed = pd.to_datetime(text[rest], format=date_fmt, errors="coerce")
-        ok = parsed.notna()
-        if ok.any():
-            idx = ok.index[ok.to_numpy()]
-            out.loc[idx] = parsed[ok]
-            rest.loc[idx] = False
-    if not rest.any():
-        return out, filled & out.isna()
-    text = text.where(rest, "")
-    iso_date = text.str.extract(r"^(\d{4}-\d{1,2}-\d{1,2})(?:[T ].*)?$")[0]
-    stripped = text.where(iso_date.isna(), iso_date)
-    dotted = text.str.extract(r"^(\d{1,2}\.\d{1,2}\.\d{4})(?:,?\s.*)?$")[0]
-    stripped = stripped.where(dotted.isna(), dotted)
-    parsed, bad = parse_timestamps(stripped.fillna(""), "UTC", dayfirst=dayfirst)
-    out.loc[rest] = parsed[rest].dt.normalize()
-    return out, filled & out.isna()
-
-
-def epoch_seconds(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Unix seconds (number or numeric text) -> naive UTC."""
-    text = values.fillna("").astype(str).str.strip()
-    filled = text != ""
-    num = pd.to_numeric(text.where(filled), errors="coerce")
-    num = num.where((num > 0) & (num < 1e10))
-    out = pd.to_datetime(num, unit="s", errors="coerce").dt.round("s")
-    return out, filled & out.isna()
-
-
-_NUM_OK = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-
-
-def parse_numbers(text: pd.Series, decimal: str | None = None) -> tuple[pd.Series, pd.Series]:
-    """Numbers written by people and by Excel in any locale: `1 500 000,50` (spaces or NBSP as
-    thousands), `1.500,50`, `1,500.50`, `1500.5`, `1,5`, `1.5E+06`, currency signs around them.
-    A lone separator followed by exactly three digits (`1,500`) is a thousands separator unless
-    `decimal` says it is the decimal mark."""
-    text = text.fillna("").astype(str)
-    filled = text != ""
-    fast = pd.to_numeric(text.where(filled), errors="coerce").astype(float)
-    sure = fast.notna() & np.isfinite(fast)
-    if decimal == ",":  # "1.500" parsed as 1.5 may be 1500: leave fractions to the slow path
-        sure &= fast == np.floor(fast)
-    rest = filled & ~sure
-    if not rest.any():
-        return fast.where(sure), filled & ~sure
-    slow, bad = _parse_numbers_slow(text[rest], decimal)
-    out = fast.where(sure)
-    out.loc[rest] = slow
-    return out, filled & out.isna()
-
-
-def _parse_numbers_slow(text: pd.Series, decimal: str | None) -> tuple[pd.Series, pd.Series]:
-    filled = text != ""
-    s = text.str.replace(r"[\s\u00a0\u202f\u2009'’₽$€£¥]", "", regex=True)
-    s = s.str.replace(r"(?i)(руб\.?|р\.)$", "", regex=True)
-    has_comma = s.str.contains(",", regex=False)
-    has_dot = s.str.contains(".", regex=False)
-    both = has_comma & has_dot
-    if both.any():
-        last_comma = s.str.rfind(",")
-        last_dot = s.str.rfind(".")
-        comma_decimal = both & (last_comma > last_dot)
-        s = s.mask(comma_decimal, s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
-        s = s.mask(both & ~comma_decimal, s.str.replace(",", "", regex=False))
-    only_comma = has_comma & ~has_dot
-    if only_comma.any():
-        many = s.str.count(",") > 1
-        thousands_like = s.str.match(r"^[+-]?\d{1,3}(,\d{3})+$")
-        as_thousands = only_comma & (many | (thousands_like & (decimal != ",")))
-        s = s.mask(as_thousands, s.str.replace(",", "", regex=False))
-        s = s.mask(only_comma & ~as_thousands, s.str.replace(",", ".", regex=False))
-    only_dot = has_dot & ~has_comma
-    if only_dot.any():
-        many = s.str.count(r"\.") > 1
-        thousands_like = s.str.match(r"^[+-]?\d{1,3}(\.\d{3})+$")
-        as_thousands = only_dot & (many | (thousands_like & (decimal == ",")))
-        s = s.mask(as_thousands, s.str.replace(".", "", regex=False))
-    ok = s.str.match(_NUM_OK)
-    out = pd.to_numeric(s.where(filled & ok), errors="coerce")
-    return out.astype(float), filled & out.isna()
-
-
-_TRUE = {"true", "1", "yes", "y", "t", "да", "д", "y.", "истина"}
-_FALSE = {"false", "0", "no", "n", "f", "нет", "н", "ложь"}
-
-
-def parse_bools(text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """true/false, 1/0, yes/no, Y/N, да/нет -> nullable boolean."""
-    low = text.fillna("").astype(str).str.strip().str.lower()
-    out = pd.Series(pd.NA, index=text.index, dtype="boolean")
-    out[low.isin(_TRUE)] = True
-    out[low.isin(_FALSE)] = False
-    return out, (low != "") & out.isna()
-
-
-def naive_utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
