@@ -30,7 +30,6 @@ OVERSIZE = {
     "voronka/ingest/readers/textfile.py": "also reads XLSX and JSON; split after issue 12's parallel work",
     "voronka/ingest/readers/bitrix24.py": "one CRM's four REST methods; being edited (real data) now",
     "voronka/ingest/loader.py": "load order, snapshots and flags share one transaction per file; being edited now",
-    "voronka/simulator/company.py": "one vectorised simulation pass; a quirks module is being added beside it now",
 }
 
 
