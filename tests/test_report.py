@@ -70,7 +70,7 @@ def con(demo):
 
 @pytest.fixture(scope="module")
 def data(demo, con):
-    return report_data(con, models_dir=demo.models_dir())
+    return report_data(con, model_store=demo.models_dir())
 
 
 @pytest.fixture(scope="module")

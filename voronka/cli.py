@@ -818,7 +818,7 @@ def cmd_report(args) -> int:
     workspace = resolve_workspace(args.workspace)
     con = _connect_read_only(workspace)
     try:
-        data = report_data(con, models_dir=workspace.model_store())
+        data = report_data(con, model_store=workspace.model_store())
     finally:
         con.close()
     html = render_report(data)

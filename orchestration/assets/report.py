@@ -32,7 +32,7 @@ OPTIONAL += [getattr(models, "forecast_backtest")] if hasattr(models, "forecast_
 )
 def leadership_report(context: dg.AssetExecutionContext, workspace: WorkspaceResource) -> dg.MaterializeResult:
     with workspace.connect() as con:
-        data = report_data(con, models_dir=workspace.workspace.model_store())
+        data = report_data(con, model_store=workspace.workspace.model_store())
     latest, dated = write_report(render_report(data), workspace.workspace.reports, data["as_of"])
     context.log.info(f"leadership report written to {latest}")
     summary = {k: v for k, v in headline_summary(data).items() if v is not None}
