@@ -3,7 +3,7 @@ in orchestration/, no module grows past 500 lines without saying why, and the pa
 names exist.
 
 Layers, bottom up: ml/ (models and forecast, plain Python) ← voronka/ (the libraries: ingest,
-quality, alerts, report, simulator, ...) ← orchestration/ (the Dagster wiring). voronka/cli.py is
+quality, alerts, report, simulator, ...) ← orchestration/ (the Dagster wiring). voronka/cli/__init__.py is
 the entry point: it imports orchestration/ only inside the commands that run the graph.
 """
 
@@ -19,13 +19,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ml", "voronka", "orchestration")
 LAYER = {"ml": 0, "voronka": 1, "orchestration": 2}
-ENTRY_POINT = "voronka/cli.py"  # may import orchestration inside its functions (run, demo, ui)
+ENTRY_POINT = "voronka/cli/__init__.py"  # may import orchestration inside its functions (run, demo, ui)
 MAX_LINES = 500
 SIZE_REASON = re.compile(r"over 500 lines\b", re.IGNORECASE)  # "Over 500 lines: <why>" in the docstring
 # Modules over MAX_LINES, each with why it is allowed for now. An entry fails once the file is
 # split (or gone), so the list only shrinks.
 OVERSIZE = {
-    "voronka/cli.py": "commands beside table formatting; split after the parallel work on issue 12",
+    "voronka/cli/__init__.py": "commands beside table formatting; split after the parallel work on issue 12",
     "voronka/ingest/readers/common.py": "five jobs by its own docstring; split after issue 12's parallel work",
     "voronka/ingest/readers/textfile.py": "also reads XLSX and JSON; split after issue 12's parallel work",
     "voronka/ingest/readers/bitrix24.py": "one CRM's four REST methods; being edited (real data) now",
@@ -141,7 +141,7 @@ def tree(tmp_path):
     write(tmp_path, "ml/other.py", "thing = 1\n")
     write(tmp_path, "voronka/__init__.py", "")
     write(tmp_path, "voronka/report.py", "from ml.model import numpy\nfrom voronka import cli\n")
-    write(tmp_path, "voronka/cli.py", "import json\n\ndef run():\n    from orchestration.runner import go\n    go()\n")
+    write(tmp_path, "voronka/cli/__init__.py", "import json\n\ndef run():\n    from orchestration.runner import go\n    go()\n")
     write(tmp_path, "orchestration/__init__.py", "")
     write(tmp_path, "orchestration/runner.py",
           "import dagster as dg\nfrom dagster_dbt import DbtCliResource\nfrom voronka import report\nimport ml.model\n")
@@ -161,8 +161,8 @@ def test_a_clean_tree_passes(tree):
      "voronka/leak.py:1: imports orchestration.definitions (voronka/ may not import orchestration/)"),
     ("voronka/leak.py", "def f():\n    from orchestration import runner\n",
      "voronka/leak.py:2: imports orchestration (voronka/ may not import orchestration/)"),
-    ("voronka/cli.py", "from orchestration.runner import go\n",
-     "voronka/cli.py:1: imports orchestration.runner (voronka/ may not import orchestration/)"),
+    ("voronka/cli/__init__.py", "from orchestration.runner import go\n",
+     "voronka/cli/__init__.py:1: imports orchestration.runner (voronka/ may not import orchestration/)"),
     ("voronka/leak.py", "import dagster as dg\n", "voronka/leak.py:1: imports dagster (Dagster only in orchestration/)"),
     ("ml/leak.py", "from dagster_dbt import dbt_assets\n",
      "ml/leak.py:1: imports dagster_dbt (Dagster only in orchestration/)"),

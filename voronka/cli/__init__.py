@@ -611,7 +611,7 @@ CHANGES_KEYS = ["pipeline", "change_type", "deals", "amount_reporting", "period_
 CHANGED_DEAL_KEYS = ["deal_key", "pipeline", "change_type", "status_from", "status_to", "stage_from",
                      "stage_to", "amount_from_reporting", "amount_to_reporting", "expected_close_date_from",
                      "expected_close_date_to"]
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 def cmd_changes(args) -> int:
