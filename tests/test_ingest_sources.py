@@ -14,8 +14,7 @@ import yaml
 
 from orchestration.assets.ingest import raw_tables
 from orchestration.resources import WorkspaceResource
-from voronka import cli
-from voronka.cli import main, source_pattern
+from voronka.cli import main, run_commands, source_pattern
 from voronka.config import resolve_workspace
 from voronka.errors import MappingError
 from voronka.ingest.readers import read_export
@@ -89,7 +88,7 @@ def test_a_refused_inbox_file_is_one_line_a_non_zero_exit_and_a_file_alert(tmp_p
     import orchestration.runner
 
     monkeypatch.setattr(orchestration.runner, "run_pipeline", run_ingest_only)
-    monkeypatch.setattr(cli, "_print_summary", lambda *a: None)
+    monkeypatch.setattr(run_commands, "_print_summary", lambda *a: None)
     assert main(["run", "--workspace", str(ws), "--quiet"]) == 1
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("voronka:")]  # not Dagster's log
     assert line.startswith("voronka: refused leads.csv: no known export format matches the header")

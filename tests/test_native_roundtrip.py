@@ -24,6 +24,7 @@ import pytest
 from test_dbt_models import invoke_dbt
 
 from voronka import cli
+from voronka.cli import run_commands
 from voronka.ingest.canonical import CREATION_EVENT_PREFIX
 from voronka.ingest.loader import load_files
 from voronka.ingest.readers import detect_format
@@ -356,7 +357,7 @@ def test_each_file_is_recognised_as_its_crm(tmp_path, company):
 
 def test_demo_writes_the_chosen_crm_and_its_timezone(tmp_path, monkeypatch):
     monkeypatch.setattr("orchestration.runner.run_pipeline", lambda workspace, **kw: {"checks_failed": []})
-    monkeypatch.setattr(cli, "_print_summary", lambda workspace, fmt: None)
+    monkeypatch.setattr(run_commands, "_print_summary", lambda workspace, fmt: None)
     home = tmp_path / "ws"
     assert cli.main(["demo", "--workspace", str(home), "--crm", "hubspot", "--deals", "50",
                      "--end-date", "2025-12-31", "--quiet"]) == 0

@@ -1,0 +1,7 @@
+"""`python -m voronka.cli`: the `voronka` command."""
+
+import sys
+
+from voronka.cli import main
+
+sys.exit(main())
