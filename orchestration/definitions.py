@@ -32,7 +32,7 @@ ALL_CHECKS = [every_row_accounted_for, coverage_meets_requirement, *raw_quality_
 ALL_CHECKS += [prob_hit_target_above_floor, new_pipeline_meets_target_need, stalled_share_within_limit,
                exports_are_fresh, amounts_convert_to_reporting_currency]
 
-# The stages, as asset selections that together cover the whole graph (tests/test_runner.py
+# The stages, as asset selections that together cover the whole graph (tests/orchestration/test_runner.py
 # checks that every asset is in exactly one). A new asset goes into the stage of its group.
 INGEST = dg.AssetSelection.groups("ingest")
 TRANSFORM = dg.AssetSelection.assets(voronka_dbt_models)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs headless Chromium (Debian's `chromium` package) for tests/test_report_browser.py.
+# Installs headless Chromium (Debian's `chromium` package) for tests/voronka/report/test_report_browser.py.
 # Idempotent: does nothing when /usr/bin/chromium is already there. Needs root (or sudo) and
 # apt-get; on other systems install Chromium yourself — the browser test skips without it.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local PostgreSQL server for the dbt project's `postgres` target (tests/test_dbt_postgres.py).
+# A local PostgreSQL server for the dbt project's `postgres` target (tests/dbt_project/test_dbt_postgres.py).
 #
 #   eval "$(bash scripts/install_postgres.sh)"     # then: dbt build --target postgres ...
 #

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Headless Chromium for the report's browser test (apt-get; the test skips when it can't be had).
 bash scripts/install_chromium.sh >&2 || echo "test.sh: Chromium could not be installed; the browser test will be skipped" >&2
-# A private PostgreSQL server for tests/test_dbt_postgres.py (apt-get installs it when missing); the
+# A private PostgreSQL server for tests/dbt_project/test_dbt_postgres.py (apt-get installs it when missing); the
 # test reads the VORONKA_PG_* variables the script prints, and skips without them. A server given
 # by the caller's own VORONKA_PG_HOST is used as it is.
 if [ -z "${VORONKA_PG_HOST:-}" ]; then

@@ -6,7 +6,7 @@ waits for the load event and returns what the browser saw: console errors and un
 exceptions, every request the page made, the value of a JavaScript expression evaluated in the
 page (the page itself carries no script), and a full-page PNG screenshot.
 
-Used by tests/test_report_browser.py and to make docs/report.png; no Dagster imports.
+Used by tests/voronka/report/test_report_browser.py and to make docs/report.png; no Dagster imports.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from voronka.ingest.warehouse import ensure_raw_schema
 
 pytestmark = pytest.mark.slow  # dbt builds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project"
 AS_OF = "2026-03-15 12:00:00"
 

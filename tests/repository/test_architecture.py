@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ml", "voronka", "orchestration")
 LAYER = {"ml": 0, "voronka": 1, "orchestration": 2}
 ENTRY_POINT = "voronka/cli/run_commands.py"  # may import orchestration inside its functions (run, demo, ui)

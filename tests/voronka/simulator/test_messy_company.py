@@ -1,5 +1,5 @@
 """The messy company (voronka/simulator/messy.py): each quirk switch changes exactly what it says,
-in the files, and the truth counts match the files. No pipeline here: tests/test_messy_demo.py runs
+in the files, and the truth counts match the files. No pipeline here: tests/voronka/cli/test_messy_demo.py runs
 the messy demo end to end."""
 
 from __future__ import annotations

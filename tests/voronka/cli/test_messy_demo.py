@@ -5,7 +5,7 @@ marts match the simulator's truth (truth/messy_deals.csv).
 The expectations are the contract agreed for issue 13 (raw.deals.outcome 'unknown' and the flags
 is_close_date_only / is_closed_before_created / is_created_at_missing; lost deals without history
 counted in the funnel; no targets and a missing FX rate never fail the run). The quirks themselves
-are unit-tested in tests/test_messy_company.py.
+are unit-tested in tests/voronka/simulator/test_messy_company.py.
 """
 
 from __future__ import annotations

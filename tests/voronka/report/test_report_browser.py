@@ -3,7 +3,7 @@ without console errors or outside requests, draws its charts and shows the headl
 
 Chromium is Debian's `chromium` package (scripts/install_chromium.sh installs it); it is driven
 over the DevTools protocol with the standard library (voronka/report/browser.py). The
-demo warehouse is the one tests/test_report.py builds (one per session).
+demo warehouse is the one tests/voronka/report/test_report.py builds (one per session).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 One small demo company is simulated and run through the whole pipeline (simulator + runner, the
 same stages `voronka run` materialises, including the leadership_report asset) once per session;
-tests that change the warehouse work on a copy of its file. tests/test_report_browser.py reuses it.
+tests that change the warehouse work on a copy of its file. tests/voronka/report/test_report_browser.py reuses it.
 """
 
 from __future__ import annotations

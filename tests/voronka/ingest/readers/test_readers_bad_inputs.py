@@ -1,4 +1,4 @@
-"""The bad-input corpus: every malformed file in tests/readers/bad_inputs/ and exactly what must
+"""The bad-input corpus: every malformed file in tests/voronka/ingest/readers/bad_inputs/ and exactly what must
 come of it — one ExportFormatError whose message holds the given words (never a traceback), or
 the given rows rejected with reasons holding the given words while the valid rows are kept."""
 

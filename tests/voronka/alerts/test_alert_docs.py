@@ -11,7 +11,7 @@ import yaml
 from voronka.alerts.sinks import _FIELDS
 from voronka.config import VoronkaConfig
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def alerts_section() -> str:

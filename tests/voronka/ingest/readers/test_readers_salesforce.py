@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 TS = pd.Timestamp
-SF = "tests/readers/fixtures/salesforce"
+SF = "tests/voronka/ingest/readers/fixtures/salesforce"
 
 
 def test_opportunities_windows_1252_and_multi_currency(read, fixtures):
