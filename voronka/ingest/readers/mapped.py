@@ -33,6 +33,7 @@ DEAL_FIELDS = ("native_id", "pipeline", "title", "owner", "lead_source", "segmen
 EVENT_FIELDS = ("native_id", "pipeline", "stage", "entered_at", "origin")
 REQUIRED = {"deals": ("native_id", "created_at", "current_stage"),
             "stage_events": ("native_id", "stage", "entered_at")}
+CONSTANT_DATES = ("created_at", "expected_close_date", "closed_at", "exported_at", "entered_at")
 TOP_KEYS = {"source_system", "table", "sheet", "columns", "constants", "dates", "timezone", "decimal",
             "outcome", "null_values", "pipelines"}
 DEFAULT_OUTCOMES = {"won": ["won", "win", "выиграна", "успешно", "closed won"],
@@ -109,6 +110,14 @@ def load_mapping(path: Path) -> Mapping:
         if bad:
             _fail(path, f"{name}: {bad[0]!r} is not a canonical field of {table} "
                   f"(fields: {', '.join(fields)})")
+    # A constant is a value every row shares: a text, or the amount; a date differs per deal.
+    for f in (f for f in constants if f in CONSTANT_DATES):
+        _fail(path, f"constants: {f!r} is a date of each row, not a constant: map it to a column")
+    if "amount" in constants:
+        try:
+            float(str(constants["amount"]).replace(",", "."))
+        except ValueError:
+            _fail(path, f"constants: amount must be a number, not {constants['amount']!r}")
     for f in REQUIRED[table]:
         if f not in columns and not (f in ("current_stage", "stage") and f in constants):
             _fail(path, f"columns: the required field {f!r} is not mapped to a column")
@@ -245,6 +254,8 @@ def _read_deals(mapping: Mapping, rows: Rows, cols: dict, ctx: Context):
     expected = rows.dates(cols.get("expected_close_date"), "expected_close_date", fmt=mapping.date_format,
                           dayfirst=mapping.dayfirst)
     amount = rows.numbers(cols.get("amount"), "amount", decimal=mapping.decimal)
+    if "amount" in mapping.constants:  # was silently ignored: every amount came out empty
+        amount = amount.fillna(float(mapping.constants["amount"].replace(",", ".")))
 
     stage_kind = pd.Series(None, index=stage.index, dtype=object)
     for name, spec in mapping.pipelines.items():

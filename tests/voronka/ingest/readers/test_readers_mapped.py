@@ -53,6 +53,23 @@ def test_outcome_from_the_stage_lists(read, tmp_path):
     assert export.rejected == []
 
 
+def test_an_amount_constant_fills_every_empty_amount(read, tmp_path):
+    # The Olist funnel has no deal value: `constants: {amount: 1}` counts deals. It was silently
+    # ignored (every amount empty, every forecast 0); an amount the file has is kept.
+    (tmp_path / "d.csv").write_text("id,stage,created,value\n1,New,2024-01-01,\n2,Signed,2024-01-02,250\n")
+    head = ("source_system: sheet\ncolumns: {native_id: id, current_stage: stage, created_at: created, "
+            "amount: value}\npipelines:\n  Main: {stages: [New], won: [Signed], lost: [Gone]}\n")
+    (tmp_path / "m.yaml").write_text(head + "constants: {amount: 1, currency: USD}\n")
+    deals = read(tmp_path / "d.csv", mapping=tmp_path / "m.yaml").frames["deals"]
+    assert deals["amount"].tolist() == [1.0, 250.0] and deals["currency"].tolist() == ["USD", "USD"]
+    (tmp_path / "m.yaml").write_text(head + "constants: {amount: lots}\n")
+    with pytest.raises(MappingError, match="constants: amount must be a number, not 'lots'"):
+        read(tmp_path / "d.csv", mapping=tmp_path / "m.yaml")
+    (tmp_path / "m.yaml").write_text(head + "constants: {closed_at: 2024-02-01}\n")
+    with pytest.raises(MappingError, match="'closed_at' is a date of each row, not a constant"):
+        read(tmp_path / "d.csv", mapping=tmp_path / "m.yaml")
+
+
 def test_stage_events_with_mapping(read, fixtures):
     base = fixtures / "mapped"
     events = read(base / "history.csv", mapping=base / "history.yaml").frames["stage_events"]
