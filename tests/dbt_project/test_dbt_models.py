@@ -23,25 +23,20 @@ The data (as of 2026-03-15 12:00, reporting USD; EUR quoted in USD):
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import shutil
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
-from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-from dbt.cli.main import dbtRunner
+from dbt_helpers import DbtRun, invoke_dbt
 
 from voronka.ingest.warehouse import ensure_raw_schema
 
 pytestmark = pytest.mark.slow  # dbt builds
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ROOT / "dbt_project"
 AS_OF = "2026-03-15 12:00:00"
 
 STAGES = [
@@ -148,39 +143,6 @@ def load_raw(path: Path) -> None:
         with_deal_flags(con)
     finally:
         con.close()
-
-
-@dataclass
-class DbtRun:
-    warehouse: Path
-    target: Path
-    success: bool
-    exception: BaseException | None
-    statuses: dict  # unique_id -> status, for the nodes dbt ran
-
-
-def invoke_dbt(command: list[str], warehouse: Path, work: Path, **vars_) -> DbtRun:
-    """dbt in-process on `warehouse`; its target/ and logs/ go under `work`, never into the repo."""
-    target = work / "target"
-    args = [*command, "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
-            "--target-path", str(target), "--log-path", str(work / "logs"), "--quiet"]
-    if vars_:
-        args += ["--vars", json.dumps(vars_)]
-    previous = os.environ.get("VORONKA_WAREHOUSE")
-    os.environ["VORONKA_WAREHOUSE"] = str(warehouse)
-    try:
-        result = dbtRunner().invoke(args)
-    finally:
-        # dbt-duckdb keeps its database open in-process; release it so tests can open the file.
-        DuckDBConnectionManager.close_all_connections()
-        gc.collect()
-        if previous is None:
-            os.environ.pop("VORONKA_WAREHOUSE", None)
-        else:
-            os.environ["VORONKA_WAREHOUSE"] = previous
-    results = getattr(result.result, "results", None) or []
-    return DbtRun(warehouse, target, result.success, result.exception,
-                  {r.node.unique_id: str(r.status) for r in results})
 
 
 @pytest.fixture(scope="module")

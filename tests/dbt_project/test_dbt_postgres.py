@@ -23,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_dbt_models import AS_OF, PROJECT, invoke_dbt, load_raw
+from dbt_helpers import PROJECT, invoke_dbt
+from test_dbt_models import AS_OF, load_raw
 
 from voronka.ingest import canonical, warehouse
 

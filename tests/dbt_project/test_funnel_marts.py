@@ -18,9 +18,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from dbt_helpers import invoke_dbt
 from lifelines import KaplanMeierFitter
 from scipy.stats import norm
-from test_dbt_models import invoke_dbt, with_deal_flags
+from test_dbt_models import with_deal_flags
 
 from voronka.ingest.loader import load_files
 from voronka.simulator.canonical_writer import write_canonical

@@ -175,11 +175,14 @@ DEAL_EXPORTS = _cols(
 # is_closed_before_created: closed_at is before created_at at day resolution in the source's time
 #   zone (a date-only close on the creation day is set to created_at and is not "before");
 # is_created_at_missing: the source had no creation date; created_at was filled with the earliest
-#   of the deal's first stage event, its closed_at and the export time.
+#   of the deal's first stage event, its closed_at and the export time;
+# is_closed_after_export: a closed deal's close date was after the export that says it is closed
+#   (a lost deal keeping its planned close date); closed_at was set to the export time.
 ROW_FLAGS = _cols(
     ("is_close_date_only", "BOOLEAN"),
     ("is_closed_before_created", "BOOLEAN"),
     ("is_created_at_missing", "BOOLEAN"),
+    ("is_closed_after_export", "BOOLEAN"),
 )
 ROW_FLAG_NAMES = tuple(c.name for c in ROW_FLAGS)
 

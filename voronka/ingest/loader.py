@@ -274,6 +274,14 @@ def _with_row_flags(con: duckdb.DuckDBPyConnection, deals: pd.DataFrame, frames:
         closed = closed.where(~same_day, created)
         deals["closed_at"] = closed
         deals["is_close_date_only"] = date_only
+    # A closed deal whose close date is after the export that says it is closed (Salesforce keeps
+    # a lost deal's planned CloseDate): it closed by the export at the latest. Left as given, the
+    # as-of marts would count it open until that date.
+    exported = pd.to_datetime(deals["exported_at"]) if "exported_at" in deals else pd.Series(pd.NaT, index=deals.index)
+    after = closed.notna() & exported.notna() & (closed > exported) & deals["outcome"].ne("open").to_numpy()
+    closed = closed.where(~after, exported)
+    deals["closed_at"] = closed
+    deals["is_closed_after_export"] = after
     if "is_closed_before_created" not in deals:
         deals["is_closed_before_created"] = closed.notna() & created.notna() & \
             (closed.dt.normalize() < created.dt.normalize())

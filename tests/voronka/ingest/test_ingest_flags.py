@@ -4,6 +4,7 @@
   creation: compared by day in the source's time zone, set to created_at;
 - a close on an earlier day than the creation is kept and flagged is_closed_before_created;
 - a deal without a creation date loads with created_at filled and is_created_at_missing;
+- a closed deal whose close date is after its export closes at the export (is_closed_after_export);
 - a closed deal in a stage of unknown outcome loads as `unknown`, settled by stage_outcomes.
 """
 
@@ -62,13 +63,14 @@ def test_canonical_dates_close_before_creation_and_missing_creation_are_flagged_
         deal("5", "", "", "open", "New"),                                       # ... with a stage event
         deal("6", "", "2026-01-10 12:00:00", "lost", "Lost"),                   # ... closed
         deal("7", "2026-01-05 10:00:00", "2026-01-20 15:00:00", "won", "Won"),  # nothing odd
+        deal("8", "2026-01-05 10:00:00", "2026-03-15", "lost", "Lost"),         # lost, planned date kept
     ]) + "\n")
     results = {r.file: r for r in load_files(con, [tmp_path / "stages.csv", tmp_path / "events.csv",
                                                    tmp_path / "deals.csv"])}
     d = results["deals.csv"]
-    assert (d.rows_read, d.rows_loaded, d.rows_quarantined) == (7, 7, 0)
-    assert d.flagged == {"is_close_date_only": 2, "is_closed_before_created": 1, "is_created_at_missing": 3,
-                         "outcome_unknown": 0}
+    assert (d.rows_read, d.rows_loaded, d.rows_quarantined) == (8, 8, 0)
+    assert d.flagged == {"is_close_date_only": 3, "is_closed_before_created": 1, "is_created_at_missing": 3,
+                         "is_closed_after_export": 1, "outcome_unknown": 0}
     got = rows(con)
     assert got["crm:1"].closed_at == TS("2026-01-05 10:00:00")  # set to created_at, not midnight before it
     assert (got["crm:1"].is_close_date_only, got["crm:1"].is_closed_before_created) == (True, False)
@@ -79,6 +81,11 @@ def test_canonical_dates_close_before_creation_and_missing_creation_are_flagged_
     assert got["crm:5"].created_at == TS("2026-01-03 09:00:00")  # its first stage event
     assert got["crm:6"].created_at == TS("2026-01-10 12:00:00")  # its close
     assert not got["crm:7"].is_close_date_only and not got["crm:7"].is_created_at_missing
+    # closed by the export (2026-02-01) at the latest, though its date says 03-15: else the as-of
+    # marts count it open for six weeks (11 lost deals of the real Salesforce org)
+    assert got["crm:8"].closed_at == TS("2026-02-01")
+    after = dict(con.execute("select deal_key, is_closed_after_export from raw.deals").fetchall())
+    assert [k for k, v in after.items() if v] == ["crm:8"]
     flags = con.execute("select count(*) from raw.deals where is_close_date_only is null "
                         "or is_closed_before_created is null or is_created_at_missing is null").fetchone()[0]
     assert flags == 0

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from test_dbt_models import invoke_dbt
+from dbt_helpers import invoke_dbt
 
 from voronka import cli
 from voronka.cli import run_commands
