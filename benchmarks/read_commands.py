@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
-    print(f"| command | median s | max s | peak RSS MiB | exit |\n|---|---:|---:|---:|---|")
+    print("| command | median s | max s | peak RSS MiB | exit |\n|---|---:|---:|---:|---|")
     for r in results:
         print(f"| `{' '.join(['voronka', *r['argv'][:1]])}` | {r['median_s']:.2f} | {r['max_s']:.2f} | "
               f"{r['peak_rss_mib']} | {','.join(map(str, r['exit_codes']))} |")
