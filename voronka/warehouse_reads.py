@@ -1,11 +1,17 @@
-"""Small reads of the warehouse shared by the assets and the CLI (no Dagster imports)."""
+"""Small reads of the warehouse shared by the assets and the CLI (no Dagster imports).
+
+pandas is imported inside the functions that return frames: the CLI's read commands use
+`records` and `table_exists`, and a read command should not pay for importing pandas."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time
+from typing import TYPE_CHECKING
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 
 def newest_data_time(con: duckdb.DuckDBPyConnection) -> datetime:
@@ -50,6 +56,8 @@ def deals_without_fx(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     converts each deal at its close date's rate, an open deal at the as-of date's): currency,
     deals, open_deals, amount (in that currency). Without a rate they would count as nothing in
     bookings, the pipeline and the forecast. Empty before fct_deals is built."""
+    import pandas as pd
+
     if not table_exists(con, "main.fct_deals"):
         return pd.DataFrame(columns=MISSING_FX_COLUMNS)
     return con.execute(
@@ -85,6 +93,49 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     ).fetchone()[0])
 
 
+# Column types `records` converts itself, as pandas would; a result with any other column type
+# (lists, structs, time zones, nanoseconds ...) goes through pandas.
+_AS_IS_TYPES = {"VARCHAR", "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+                "UINTEGER", "UBIGINT", "TIMESTAMP"}
+_AS_FLOAT_TYPES = {"DOUBLE", "HUGEINT", "UHUGEINT"}  # and DECIMAL(p,s)
+
+
+def records(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The rows of an executed query as dicts, the values exactly as
+    `frame.astype(object).where(frame.notna(), None).to_dict("records")` of its `.df()` gives
+    them (DECIMAL and HUGEINT as float, DATE as a midnight datetime, NaN as None), without
+    importing pandas for the common column types."""
+    names = [d[0] for d in cursor.description]
+    kinds = []
+    for d in cursor.description:
+        kind = str(d[1])
+        if kind in _AS_IS_TYPES:
+            kinds.append(None)
+        elif kind in _AS_FLOAT_TYPES or (kind.startswith("DECIMAL(") and kind.endswith(")")):
+            kinds.append("float")
+        elif kind == "DATE":
+            kinds.append("date")
+        else:
+            frame = cursor.df()
+            return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    converters = [(i, k) for i, k in enumerate(kinds) if k is not None]
+    out = []
+    for row in cursor.fetchall():
+        if converters:
+            row = list(row)
+            for i, kind in converters:
+                value = row[i]
+                if value is None:
+                    continue
+                if kind == "float":
+                    value = float(value)
+                    row[i] = None if math.isnan(value) else value
+                else:
+                    row[i] = datetime.combine(value, time())
+        out.append(dict(zip(names, row)))
+    return out
+
+
 # The dbt marts canonical_frames reads: the one contract between dbt and the Python models
 # (assets that call it depend on them; nothing in Python reads raw.* or the FX rates for modelling).
 CANONICAL_FRAME_MODELS = ["ml_deals", "ml_stage_events", "ml_pipeline_stages"]
@@ -107,6 +158,8 @@ def canonical_frames(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[st
     Ordered: DuckDB returns rows in whatever order its threads finish, and the models' seeded
     sampling picks rows by position, so without an order the same warehouse trained different
     models from run to run."""
+    import pandas as pd
+
     deals = con.execute("select * from main.ml_deals order by deal_key").df()
     built = deals["as_of"].iloc[0] if len(deals) else None
     if built is not None and pd.Timestamp(built).date() != pd.Timestamp(as_of).date():

@@ -128,6 +128,23 @@ def test_the_read_commands_do_not_load_dagster():
     assert done.stdout.strip() == "[]"
 
 
+# Imported lazily so that a read command starts fast (benchmarks/read_commands.py): the graph and
+# the model libraries, pandas (rows are read with voronka.warehouse_reads.records), and the network
+# and mail modules of the alert senders (voronka.config validates the sinks on every command).
+NOT_ON_THE_READ_PATH = ("orchestration", "dagster", "dagster_dbt", "dbt", "sklearn", "lifelines", "scipy",
+                        "pandas", "http.client", "urllib.request", "smtplib", "ssl", "email.message")
+
+
+def test_the_cli_and_a_read_commands_parser_import_nothing_heavy():
+    code = ("import sys; from voronka.cli import build_parser; from voronka.config import resolve_workspace; "
+            "args = build_parser().parse_args(['deals', '--workspace', 'nowhere']); "
+            "resolve_workspace(args.workspace).config(); "
+            f"print(sorted(m for m in sys.modules if m in {NOT_ON_THE_READ_PATH!r} "
+            f"or m.split('.')[0] in {NOT_ON_THE_READ_PATH!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- the checker, on planted trees
 
 def write(root: Path, rel: str, text: str) -> None:

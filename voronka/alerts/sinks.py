@@ -9,21 +9,21 @@ success and raises `SinkError` on failure; neither ever contains a secret.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import smtplib
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from voronka.alerts.model import Alert
+
+if TYPE_CHECKING:
+    import urllib.error
+    from email.message import EmailMessage
+
+# The network and mail modules (http.client, urllib.request, smtplib, ssl, email) are imported
+# by the senders that use them: voronka.config validates sinks on every command, and a read
+# command should not pay for them (tests/repository/test_architecture.py checks).
 
 SINK_TYPES = ("file", "slack", "webhook", "email")
 DEFAULT_FILE_PATH = "alerts/alerts.jsonl"
@@ -220,6 +220,9 @@ def _one_line(text: str) -> str:
 
 def email_message(alert: Alert, sink: Mapping) -> EmailMessage:
     """A plain-text email: the subject is the alert's title, one line per scope in the body."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     msg = EmailMessage()
     msg["Subject"] = _one_line(f"[Voronka] {alert.title}")
     msg["From"] = sink["from"]
@@ -236,11 +239,15 @@ def email_message(alert: Alert, sink: Mapping) -> EmailMessage:
 
 # --- senders -------------------------------------------------------------------------------
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
+def _no_redirect_handler():
     """A webhook that redirects is misconfigured; following it would resend headers elsewhere."""
+    import urllib.request
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+
+    return _NoRedirect
 
 
 def _retry_after(err: urllib.error.HTTPError) -> float | None:
@@ -252,13 +259,18 @@ def _retry_after(err: urllib.error.HTTPError) -> float | None:
 
 def post_json(url: str, payload: dict, headers: Mapping[str, str], timeout: float, url_env: str) -> str:
     """POST JSON; 2xx is success, 408/425/429/5xx and network errors may be retried."""
+    import http.client
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SinkError(f"the value of {url_env} is not an http(s) URL")
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **headers})
-    opener = urllib.request.build_opener(_NoRedirect)
+    opener = urllib.request.build_opener(_no_redirect_handler())
     try:
         with opener.open(request, timeout=timeout) as response:
             return f"HTTP {response.status}"
@@ -305,6 +317,9 @@ def send_webhook(sink, alert, secrets, timeout, resolve_path) -> str:
 
 def send_email(sink, alert, secrets, timeout, resolve_path) -> str:
     """SMTP with STARTTLS (certificate verified) and login when configured."""
+    import smtplib
+    import ssl
+
     msg = email_message(alert, sink)
     host, port = sink["host"], int(sink.get("port") or 587)
     try:

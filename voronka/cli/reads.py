@@ -32,14 +32,13 @@ def _connect_read_only(workspace: Workspace):
 def _read(workspace: Workspace, table: str, order_by: str, where: str = "", params=None) -> list[dict]:
     con = _connect_read_only(workspace)
     try:
-        from voronka.warehouse_reads import table_exists
+        from voronka.warehouse_reads import records, table_exists
 
         if not table_exists(con, table):
             raise UserError(f"{table} is not built yet in {workspace.warehouse}: run `voronka run` first")
-        frame = con.execute(f"select * from {table} {where} order by {order_by}", params or []).df()
+        return records(con.execute(f"select * from {table} {where} order by {order_by}", params or []))
     finally:
         con.close()
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def _pipeline_filter(pipeline: str | None) -> tuple[str, list]:
@@ -113,22 +112,21 @@ def quarantine_rows(workspace: Workspace, export_file: str | None = None) -> lis
     """raw.quarantine (file, row, reason, the row as read), newest load first."""
     con = _connect_read_only(workspace)
     try:
-        from voronka.warehouse_reads import table_exists
+        from voronka.warehouse_reads import records, table_exists
 
         if not table_exists(con, "raw.quarantine"):
             return []
         where, params = ("where q.export_file = ?", [export_file]) if export_file else ("", [])
-        frame = con.execute(f"""
+        return records(con.execute(f"""
             select q.export_file, q.row_number, q.reason, cast(q.raw_row as varchar) as raw_row
             from raw.quarantine q
             left join (select export_file, max(loaded_at) as loaded_at from raw.ingest_log group by 1) l
                 on l.export_file = q.export_file
             {where}
             order by l.loaded_at desc nulls last, q.export_file, q.row_number
-        """, params).df()
+        """, params))
     finally:
         con.close()
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def missing_fx_lines(workspace: Workspace) -> list[str]:
@@ -158,16 +156,17 @@ def _rows_built_with(workspace: Workspace, model: str, order_by: str, where: str
     workspace's raw tables; the workspace's warehouse is only read."""
     import duckdb
 
+    from voronka.warehouse_reads import records
+
     scratch = _scratch_build(workspace, model, dbt_vars, quiet)
     try:
         con = duckdb.connect(str(scratch / "warehouse.duckdb"), read_only=True)
         try:
-            frame = con.execute(f"select * from main.{model} {where} order by {order_by}", params).df()
+            return records(con.execute(f"select * from main.{model} {where} order by {order_by}", params))
         finally:
             con.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def _scratch_build(workspace: Workspace, model: str, dbt_vars: dict, quiet: bool) -> Path:
