@@ -14,7 +14,13 @@ Two methods, side by side in one table (`method`):
   time-to-close curve from the same models). Both models are corrected per pipeline and deal
   size before they are used (`forecast_calibration`: P(win) to the money that was won, the
   clock to the times the winners took; `forecast_timing`: the curve, horizon by horizon, to when
-  the past winners' money was won).
+  the past winners' money was won). Last, the open deals' P(won by t) is checked out of time
+  (`forecast_arrival`): at past weekly as-of dates with at least h days of follow-up, the money
+  every deal open then actually won within h (still open or lost: 0) / what the corrected
+  models said, per pipeline and horizon, multiplies the open deals' curves. The other
+  corrections learn from resolved deals and winners only; this one also sees the deals that
+  never resolve (a young org's zombie pipeline), which otherwise made the month ahead 3-5x
+  what was booked.
 - 'weighted_pipeline' (the baseline every CRM shows): each open deal expected to close in the
   period counts amount x CRM stage probability; an overdue or undated deal counts in the current
   period (the CRM still says it is about to close); no new pipeline.

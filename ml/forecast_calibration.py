@@ -1,7 +1,9 @@
 """Corrections of the two models before the forecast uses them (ml/forecast.py), per pipeline and
 deal size: `forecast_calibration` (P(win) to the money that was won, the time-to-close clock to
 the times the winners took) and `forecast_timing` (the curve, horizon by horizon, to when the past
-winners' money was won); `curves_at` and `apply_timing` read and correct the daily curves.
+winners' money was won); `forecast_arrival` (out of time: the money the open deals of past
+weekly dates won within h days, every open deal counted, against what the corrected models
+said); `curves_at`, `apply_timing` and `apply_arrival` read and correct the daily curves.
 """
 
 from __future__ import annotations
