@@ -14,7 +14,13 @@ Two methods, side by side in one table (`method`):
   time-to-close curve from the same models). Both models are corrected per pipeline and deal
   size before they are used (`forecast_calibration`: P(win) to the money that was won, the
   clock to the times the winners took; `forecast_timing`: the curve, horizon by horizon, to when
-  the past winners' money was won).
+  the past winners' money was won). Last, the open deals' P(won by t) is checked out of time
+  (`forecast_arrival`): at past weekly as-of dates with at least h days of follow-up, the money
+  every deal open then actually won within h (still open or lost: 0) / what the corrected
+  models said, per pipeline and horizon, multiplies the open deals' curves. The other
+  corrections learn from resolved deals and winners only; this one also sees the deals that
+  never resolve (a young org's zombie pipeline), which otherwise made the month ahead 3-5x
+  what was booked.
 - 'weighted_pipeline' (the baseline every CRM shows): each open deal expected to close in the
   period counts amount x CRM stage probability; an overdue or undated deal counts in the current
   period (the CRM still says it is about to close); no new pipeline.
@@ -35,9 +41,12 @@ import numpy as np
 import pandas as pd
 
 from ml.forecast_calibration import (
+    ARRIVAL_HORIZONS,
+    apply_arrival,
     apply_timing,
     bin_values,
     curves_at,
+    forecast_arrival,
     forecast_calibration,
     forecast_timing,
 )
@@ -316,11 +325,13 @@ class ForecastInputs:
     grid: PeriodGrid
     calibration: pd.DataFrame | None = None
     timing: pd.DataFrame | None = None
+    arrival: pd.DataFrame | None = None
 
 
 def score_forecast_inputs(timeline, win_model, ttc_model, as_of, periods: list[Period] | None = None,
                           template_days: int = 365, max_templates: int = 2000,
-                          seed: int = 0, calibrate: bool = True, calibrate_timing: bool = True) -> ForecastInputs:
+                          seed: int = 0, calibrate: bool = True, calibrate_timing: bool = True,
+                          calibrate_arrival: bool = True) -> ForecastInputs:
     """Score the deals open at `as_of` and the recent new deals with the fitted models.
 
     timeline: ml.features.prepare(...) with a cut-off at or after `as_of` (nothing later is read).
@@ -337,6 +348,7 @@ def score_forecast_inputs(timeline, win_model, ttc_model, as_of, periods: list[P
     grid = PeriodGrid.build(as_of, periods)
     X = open_deal_features(timeline, as_of)
     calibration = timing = None
+    examples = pd.DataFrame()
     if calibrate:  # both corrections read the same weekly as-of examples: built once
         from ml.features import examples_from_timeline
 
@@ -344,16 +356,21 @@ def score_forecast_inputs(timeline, win_model, ttc_model, as_of, periods: list[P
         calibration = forecast_calibration(win_model, ttc_model, timeline, seed=seed, examples=examples)
         if calibrate_timing:
             timing = forecast_timing(ttc_model, timeline, calibration, examples=examples, seed=seed)
+    arrival = None
+    if calibrate and calibrate_arrival and len(examples):
+        def won_by_of(frame, days):
+            p, curves = _open_curves(frame, win_model, ttc_model, calibration, timing, int(np.ceil(days.max())) + 2)
+            return p[:, None] * curves_at(curves, np.asarray(days, float)[None, :])
+
+        examples = examples.assign(born=examples["as_of"].to_numpy() == timeline.deals.set_index("deal_key")[
+            "created_at"].reindex(examples["deal_key"].astype(str)).to_numpy())
+        reach = float(np.ceil(grid.days.max()))
+        horizons = ARRIVAL_HORIZONS[: int(np.searchsorted(ARRIVAL_HORIZONS, reach)) + 1]
+        arrival = forecast_arrival(won_by_of, examples, timeline.cutoff, horizons, seed=seed)
     if len(X):
-        pipes, amounts = X["pipeline"].astype(str).to_numpy(), X["amount_reporting"].to_numpy(float)
-        p_win = np.clip(win_model.predict_proba(X)[:, 1]
-                        * bin_values(calibration, "open", "factor", pipes, amounts), 0.0, 0.999)
-        full = ttc_model.predict_close_given_win(X, np.arange(int(np.ceil(grid.days.max())) + 2))
-        full = np.maximum.accumulate(np.nan_to_num(full, nan=0.0).clip(0, 1), axis=1)
-        clock = bin_values(calibration, "open", "clock", pipes, amounts)
-        days = np.arange(full.shape[1], dtype=float)
-        full = apply_timing(curves_at(full, days[None, :] / clock[:, None]), timing, "open", pipes, amounts)
-        cgw = curves_at(full, grid.days[None, :])
+        pipes = X["pipeline"].astype(str).to_numpy()
+        p_win, full = _open_curves(X, win_model, ttc_model, calibration, timing, int(np.ceil(grid.days.max())) + 2)
+        cgw = curves_at(apply_arrival(full, arrival, pipes), grid.days[None, :])
     else:
         p_win, cgw = np.zeros(0), np.zeros((0, len(grid.days)))
     open_deals = pd.DataFrame({
@@ -400,4 +417,18 @@ def score_forecast_inputs(timeline, win_model, ttc_model, as_of, periods: list[P
         templates = pd.DataFrame(columns=["pipeline", "segment", "owner", "amount_reporting", "p_win"])
         curves = np.zeros((0, horizon + 1))
     new = NewPipeline(rates, cvs, templates, curves, fits)
-    return ForecastInputs(open_deals, cgw, new, grid, calibration, timing)
+    return ForecastInputs(open_deals, cgw, new, grid, calibration, timing, arrival)
+
+
+def _open_curves(X: pd.DataFrame, win_model, ttc_model, calibration, timing, n_days: int):
+    """Open deals' corrected P(win) and daily P(won by day | won) curves (days 0..n_days-1):
+    the win model x its calibration factor; the time-to-close curve on the calibrated clock,
+    then the timing ratios."""
+    pipes, amounts = X["pipeline"].astype(str).to_numpy(), X["amount_reporting"].to_numpy(float)
+    p_win = np.clip(win_model.predict_proba(X)[:, 1]
+                    * bin_values(calibration, "open", "factor", pipes, amounts), 0.0, 0.999)
+    full = ttc_model.predict_close_given_win(X, np.arange(n_days))
+    full = np.maximum.accumulate(np.nan_to_num(full, nan=0.0).clip(0, 1), axis=1)
+    clock = bin_values(calibration, "open", "clock", pipes, amounts)
+    days = np.arange(full.shape[1], dtype=float)
+    return p_win, apply_timing(curves_at(full, days[None, :] / clock[:, None]), timing, "open", pipes, amounts)

@@ -1,7 +1,9 @@
 """Corrections of the two models before the forecast uses them (ml/forecast.py), per pipeline and
 deal size: `forecast_calibration` (P(win) to the money that was won, the time-to-close clock to
 the times the winners took) and `forecast_timing` (the curve, horizon by horizon, to when the past
-winners' money was won); `curves_at` and `apply_timing` read and correct the daily curves.
+winners' money was won); `forecast_arrival` (out of time: the money the open deals of past
+weekly dates won within h days, every open deal counted, against what the corrected models
+said); `curves_at`, `apply_timing` and `apply_arrival` read and correct the daily curves.
 """
 
 from __future__ import annotations
@@ -252,3 +254,99 @@ def bin_values(calibration: pd.DataFrame | None, kind: str, column: str, pipelin
         which = np.maximum(np.searchsorted(edges, amounts[rows], side="right") - 1, 0)
         out[rows] = bins[column].to_numpy(float)[which]
     return out
+
+
+ARRIVAL_HORIZONS = np.array([7.0, 14.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 270.0, 365.0])
+
+
+def forecast_arrival(won_by_of, examples: pd.DataFrame, cutoff, horizons=ARRIVAL_HORIZONS,
+                     window_days: int = 365, pseudo_wins: float = 10.0, min_dates: int = 4,
+                     bounds: tuple[float, float] = (0.1, 2.0), max_rows: int = 20_000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Out-of-time check of the open pipeline's arrival: at the past weekly as-of dates with at
+    least h days of follow-up before the cut-off (the `window_days` of them before cut-off − h),
+    the money the corrected models said the deals open then would win within h days,
+    Σ amount × P(won within h), against the money they did win within h days — counting EVERY
+    deal open on that date (still open at the cut-off, or lost: 0).
+
+    Why: `forecast_calibration` corrects P(win) on the *resolved* examples only and the timing
+    (clock, `forecast_timing`) is normalised to a win and fitted on winners only. Where many open
+    deals are zombies that never resolve (a young org: half its pipeline weeks or months in one
+    stage), both are blind to them: P(win) is the stage's win rate among the deals that did
+    resolve, and every eventual winner is said to close within months. The product then puts the
+    open pipeline's money far too early (measured on a real 512-deal Salesforce org: the month
+    ahead's P50 was 3-4.7x what was booked). This ratio is measured on what matters, money won
+    within h of an as-of date, whatever the reason for the gap.
+
+    won_by_of(examples, days) -> (rows, len(days)) P(won by each day) with every other
+    correction applied (as the forecast would have said). examples: the timeline's as-of
+    examples (ml.features.examples_from_timeline; the rows at a deal's creation are left out —
+    those deals were not open on a weekly date), at most `max_rows` (seeded).
+    Per horizon, the overall ratio (all pipelines) is shrunk towards 1 and each pipeline's
+    towards the overall one with `pseudo_wins` expected wins' worth of money, kept within
+    `bounds`. A horizon seen on fewer than `min_dates` as-of dates takes the ratio of the horizon
+    before it (1 for the first). Returns pipeline ('all' included), horizon, ratio, expected,
+    won, dates.
+    """
+    columns = ["pipeline", "horizon", "ratio", "expected", "won", "dates"]
+    if examples is None or examples.empty:
+        return pd.DataFrame(columns=columns)
+    cutoff = pd.Timestamp(cutoff)
+    horizons = np.asarray(horizons, float)
+    first = cutoff - pd.Timedelta(days=float(horizons.min())) - pd.Timedelta(days=window_days)
+    ex = examples[(examples["as_of"] <= cutoff - pd.Timedelta(days=float(horizons.min())))
+                  & (examples["as_of"] > first)]
+    if "born" in ex:
+        ex = ex[~ex["born"].to_numpy(bool)]
+    if len(ex) > max_rows:
+        ex = ex.sample(max_rows, random_state=seed)
+    if ex.empty:
+        return pd.DataFrame(columns=columns)
+    ex = ex.reset_index(drop=True)
+    won_by = np.nan_to_num(np.asarray(won_by_of(ex, horizons), float), nan=0.0).clip(0, 1)
+    amounts = np.nan_to_num(ex["amount_reporting"].to_numpy(float), nan=0.0)
+    won = (ex["event"].astype(str).to_numpy() == "won")[:, None] & (
+        ex["duration_days"].to_numpy(float)[:, None] <= horizons[None, :])
+    pipes = ex["pipeline"].astype(str).to_numpy()
+    as_of = ex["as_of"].to_numpy()
+    out, previous = [], {}
+    for j, h in enumerate(horizons):
+        seen = (as_of <= np.datetime64(cutoff - pd.Timedelta(days=float(h)), "ns")) & (
+            as_of > np.datetime64(cutoff - pd.Timedelta(days=float(h) + window_days), "ns"))
+
+        def ratio(rows, prior, key):
+            dates = len(np.unique(as_of[rows]))
+            expected, got = float(amounts[rows] @ won_by[rows, j]), float(amounts[rows] @ won[rows, j])
+            count = float(won_by[rows, j].sum())
+            if dates < min_dates or count <= 0:
+                return previous.get(key, prior), expected, got, dates
+            pseudo = pseudo_wins * expected / count  # the money of `pseudo_wins` expected wins
+            r = float(np.clip((got + prior * pseudo) / (expected + pseudo), *bounds))
+            return r, expected, got, dates
+
+        overall = ratio(seen, 1.0, "all")
+        rows_h = [("all", *overall)]
+        for pipeline in sorted(set(pipes)):
+            rows_h.append((pipeline, *ratio(seen & (pipes == pipeline), overall[0], pipeline)))
+        for pipeline, r, expected, got, dates in rows_h:
+            previous[pipeline] = r
+            out.append({"pipeline": pipeline, "horizon": float(h), "ratio": r, "expected": expected,
+                        "won": got, "dates": dates})
+    return pd.DataFrame(out, columns=columns)
+
+
+def apply_arrival(curves: np.ndarray, arrival: pd.DataFrame | None, pipelines: np.ndarray) -> np.ndarray:
+    """Daily P(won by day | won) curves (day 0, 1, ...) times their pipeline's arrival ratio
+    (`forecast_arrival`; 'all' for a pipeline it has not seen), linear between its horizons, the
+    first horizon's ratio before it and the last one's after; kept non-decreasing and within
+    [0, 1] (so the correction can slow the money down or cut it, not raise it above P(win))."""
+    if arrival is None or arrival.empty or not len(curves):
+        return curves
+    days = np.arange(curves.shape[1], dtype=float)
+    factors = {}
+    for pipeline, rows in arrival.groupby("pipeline"):
+        rows = rows.sort_values("horizon")
+        factors[pipeline] = np.interp(days, rows["horizon"].to_numpy(float), rows["ratio"].to_numpy(float))
+    overall = factors.get("all", np.ones(len(days)))
+    factor = np.stack([factors.get(p, overall) for p in pipelines]) if len(pipelines) else np.ones_like(curves)
+    return np.maximum.accumulate(np.clip(curves * factor, 0.0, 1.0), axis=1)
