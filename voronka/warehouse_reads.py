@@ -109,7 +109,8 @@ def records(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
     kinds = []
     for d in cursor.description:
         kind = str(d[1])
-        if kind in _AS_IS_TYPES:
+        if kind in _AS_IS_TYPES or kind == '"NULL"' or kind.startswith("ENUM("):
+            # an all-null column and an ENUM (pandas: a categorical of str) come back as they are
             kinds.append(None)
         elif kind in _AS_FLOAT_TYPES or (kind.startswith("DECIMAL(") and kind.endswith(")")):
             kinds.append("float")
