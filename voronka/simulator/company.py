@@ -353,3 +353,29 @@ def _jsonable(x):
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+def export_as_of(company: SimulatedCompany, cut: pd.Timestamp) -> SimulatedCompany:
+    """The company's export as it stood at `cut`: deals created by then, each in the stage it was
+    in, closed only if it had closed by then, and the stage events up to then (the same deals a
+    day earlier, for a daily run; a deleted deal's last export)."""
+    deals = company.deals[company.deals["created_at"] <= cut].copy()
+    events = company.stage_events[(company.stage_events["entered_at"] <= cut)
+                                  & company.stage_events["native_id"].isin(deals["native_id"])]
+    last = events.sort_values(["native_id", "entered_at"], kind="stable").groupby("native_id").last()
+    stage = deals["native_id"].map(last["stage"])
+    entered = deals["native_id"].map(last["entered_at"])
+    kinds = company.pipeline_stages.set_index(["pipeline", "stage"])["kind"]
+    kind = pd.Series(kinds.reindex(pd.MultiIndex.from_arrays([deals["pipeline"], stage])).to_numpy(object),
+                     index=deals.index)
+    closed = kind != "open"
+    same = closed & (deals["outcome"] == kind) & (deals["closed_at"] <= cut)
+    deals["closed_at"] = deals["closed_at"].where(same, entered.where(closed))
+    deals["lost_reason"] = deals["lost_reason"].where(kind == "lost")
+    deals["current_stage"] = stage
+    deals["outcome"] = kind
+    deals["exported_at"] = cut
+    ids = set(deals["native_id"])
+    return dataclasses.replace(company, deals=deals.reset_index(drop=True),
+                               stage_events=events.reset_index(drop=True),
+                               truth=company.truth[company.truth["native_id"].isin(ids)].reset_index(drop=True))

@@ -32,6 +32,7 @@ import pandas as pd
 from voronka.simulator.company import (
     DEFAULT_END_DATE,
     SimulatedCompany,
+    export_as_of,
     simulate_company,
 )
 from voronka.simulator.native_writers import EXPORT_TIMEZONES
@@ -148,7 +149,7 @@ def simulate_messy(n_deals: int | None = None, seed: int = 42, end_date: date = 
         company = _close_on_creation_day(company, plan)
     exported = _exported_values(company, plan, on)
     final = _replace_deals(company, exported)
-    earlier = _as_of(final, cut) if "deleted_deals" in on else None
+    earlier = export_as_of(final, cut) if "deleted_deals" in on else None
     if "deleted_deals" in on:
         final = _drop(final, set(plan.index[plan["deleted"]]))
 
@@ -270,30 +271,6 @@ def _drop(company: SimulatedCompany, ids: set) -> SimulatedCompany:
         deals=company.deals[~company.deals["native_id"].isin(ids)].reset_index(drop=True),
         stage_events=company.stage_events[~company.stage_events["native_id"].isin(ids)].reset_index(drop=True),
         truth=company.truth[~company.truth["native_id"].isin(ids)].reset_index(drop=True))
-
-
-def _as_of(company: SimulatedCompany, cut: pd.Timestamp) -> SimulatedCompany:
-    """The deals export as it stood at `cut`: deals created by then, each in the stage it was in."""
-    deals = company.deals[company.deals["created_at"] <= cut].copy()
-    events = company.stage_events[(company.stage_events["entered_at"] <= cut)
-                                  & company.stage_events["native_id"].isin(deals["native_id"])]
-    last = events.sort_values(["native_id", "entered_at"], kind="stable").groupby("native_id").last()
-    stage = deals["native_id"].map(last["stage"])
-    entered = deals["native_id"].map(last["entered_at"])
-    kinds = company.pipeline_stages.set_index(["pipeline", "stage"])["kind"]
-    kind = pd.Series(kinds.reindex(pd.MultiIndex.from_arrays([deals["pipeline"], stage])).to_numpy(object),
-                     index=deals.index)
-    closed = kind != "open"
-    same = closed & (deals["outcome"] == kind) & (deals["closed_at"] <= cut)
-    deals["closed_at"] = deals["closed_at"].where(same, entered.where(closed))
-    deals["lost_reason"] = deals["lost_reason"].where(kind == "lost")
-    deals["current_stage"] = stage
-    deals["outcome"] = kind
-    deals["exported_at"] = cut
-    ids = set(deals["native_id"])
-    return dataclasses.replace(company, deals=deals.reset_index(drop=True),
-                               stage_events=events.reset_index(drop=True),
-                               truth=company.truth[company.truth["native_id"].isin(ids)].reset_index(drop=True))
 
 
 def crm_probabilities(deals: pd.DataFrame, company: SimulatedCompany, plan: pd.DataFrame, on: set) -> pd.Series:

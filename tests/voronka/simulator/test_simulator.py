@@ -19,6 +19,7 @@ from voronka.simulator.company import (
     PIPELINE_STAGES_COLUMNS,
     STAGE_EVENTS_COLUMNS,
     TARGETS_COLUMNS,
+    export_as_of,
     simulate_company,
 )
 
@@ -139,6 +140,31 @@ def test_closed_and_open_deals_are_consistent_with_their_last_event(company, eve
     lost = deals["outcome"] == "lost"
     assert deals.loc[lost, "lost_reason"].notna().all() and deals.loc[~lost, "lost_reason"].isna().all()
     assert {"won", "lost", "open"} == set(deals["outcome"])
+
+
+def test_export_as_of_a_day_earlier_shows_each_deal_as_it_stood_then(company):
+    cut = END_TS - pd.Timedelta(days=1)
+    earlier = export_as_of(company, cut)
+    now = company.deals.set_index("native_id")
+    then = earlier.deals.set_index("native_id")
+    assert set(then.index) == set(now.index[now["created_at"] <= cut])
+    assert (earlier.stage_events["entered_at"] <= cut).all()
+    assert len(earlier.stage_events) == int(((company.stage_events["entered_at"] <= cut)
+                                             & company.stage_events["native_id"].isin(then.index)).sum())
+    assert (then["exported_at"] == cut).all()
+    # A deal closed on the last day is open a day earlier, in the stage it was in then.
+    closed_late = now.index[(now["closed_at"] > cut) & (now["created_at"] <= cut)]
+    assert len(closed_late) > 0
+    assert (then.loc[closed_late, "outcome"] == "open").all()
+    assert then.loc[closed_late, "closed_at"].isna().all()
+    last_stage = (earlier.stage_events.sort_values("entered_at", kind="stable")
+                  .groupby("native_id")["stage"].last())
+    assert (then.loc[closed_late, "current_stage"] == last_stage.reindex(closed_late)).all()
+    # A deal closed before the cut is exported unchanged.
+    closed_before = now.index[now["closed_at"] <= cut]
+    columns = ["outcome", "closed_at", "current_stage", "lost_reason"]
+    pd.testing.assert_frame_equal(then.loc[closed_before, columns].fillna({"lost_reason": ""}),
+                                  now.loc[closed_before, columns].fillna({"lost_reason": ""}))
 
 
 def test_amounts_are_positive_in_the_pipelines_currencies(company):
