@@ -94,9 +94,10 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 # Column types `records` converts itself, as pandas would; a result with any other column type
-# (lists, structs, time zones, nanoseconds ...) goes through pandas.
+# (lists, structs, time zones ...) goes through pandas. TIMESTAMP_NS (a timestamp written from a
+# pandas frame, deal_scores') comes back as a datetime to the microsecond: CRM times have none finer.
 _AS_IS_TYPES = {"VARCHAR", "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
-                "UINTEGER", "UBIGINT", "TIMESTAMP"}
+                "UINTEGER", "UBIGINT", "TIMESTAMP", "TIMESTAMP_NS"}
 _AS_FLOAT_TYPES = {"DOUBLE", "HUGEINT", "UHUGEINT"}  # and DECIMAL(p,s)
 
 

@@ -16,6 +16,9 @@ QUERIES = [
     # an ENUM (deal_scores.pipeline) and an all-null column (revenue_forecast.segment)
     """select 'SaaS'::enum_t as pipeline, null as segment, 1 as n
        union all select 'B2B'::enum_t, null, 2""",
+    # a nanosecond timestamp (deal_scores, written from a pandas frame), to the microsecond
+    """select timestamp_ns '2024-01-02 03:04:05.123456' as scored_at, 1 as n
+       union all select null, 2""",
     # types it leaves to pandas (a list, a time zone)
     "select [1, 2] as xs, timestamptz '2024-01-02 03:04:05+00' as at, 1 as n",
     "select 1 as n where false",
@@ -59,5 +62,6 @@ def test_enum_and_all_null_columns_are_read_without_pandas():
     con.execute("create type enum_t as enum ('SaaS', 'B2B')")
     got = records(_NoPandas(con.execute(QUERIES[1])))
     assert got == [{"pipeline": "SaaS", "segment": None, "n": 1}, {"pipeline": "B2B", "segment": None, "n": 2}]
+    assert records(_NoPandas(con.execute(QUERIES[2])))[0]["scored_at"].microsecond == 123456
     with pytest.raises(AssertionError, match="fell back"):
-        records(_NoPandas(con.execute(QUERIES[2])))  # a list column still goes through pandas
+        records(_NoPandas(con.execute(QUERIES[3])))  # a list column still goes through pandas

@@ -48,12 +48,11 @@ def cmd_quarantine(args) -> int:
     if args.file and not rows:
         _progress(f"no quarantined rows of {args.file} (file names: `voronka quarantine` lists all)", args.quiet)
     if args.out:
-        import pandas as pd
-
-        from voronka.report.export import ExportError, export_frame
+        from voronka.report.export import ExportError, export_rows
 
         try:
-            n = export_frame(pd.DataFrame(rows, columns=QUARANTINE_KEYS), Path(args.out), sheet="quarantine")
+            n = export_rows(QUARANTINE_KEYS, ([r.get(k) for k in QUARANTINE_KEYS] for r in rows), Path(args.out),
+                            sheet="quarantine")
         except ExportError as err:
             raise UserError(str(err)) from None
         except OSError as err:

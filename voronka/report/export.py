@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 import math
 import re
+import sys
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
@@ -69,33 +69,42 @@ def _cell(value):
         return None
     if isinstance(value, Decimal):
         return float(value)
-    if isinstance(value, pd.Timestamp):
-        if pd.isna(value):
-            return None
-        value = value.to_pydatetime()
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
     if hasattr(value, "item") and not isinstance(value, (str, bytes, datetime, date)):
-        value = value.item()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
+        value = value.item()  # a numpy scalar
+    if _is_missing(value):
+        return None
+    if isinstance(value, datetime):
+        if hasattr(value, "to_pydatetime"):  # a pandas Timestamp
+            value = value.to_pydatetime()
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
     if isinstance(value, (list, dict, tuple)):
         return str(value)
     return neutralise(value)
 
 
-def export_frame(frame: pd.DataFrame, out: Path, sheet: str = "data") -> int:
-    """Write `frame` to out (.csv or .xlsx, by its suffix); returns the rows written."""
+def _is_missing(value) -> bool:
+    """NaN, NaT, pd.NA. pandas is consulted only when something imported it already: rows read
+    straight from DuckDB hold no pandas values, and the export need not pay for importing it."""
+    pd = sys.modules.get("pandas")
+    if pd is None or isinstance(value, (str, list, dict, tuple)):
+        return isinstance(value, float) and math.isnan(value)
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def export_rows(columns: list, rows, out: Path, sheet: str = "data") -> int:
+    """Write the rows (tuples in the order of `columns`) to out (.csv or .xlsx, by its suffix);
+    returns the rows written."""
     out = Path(out)
     kind = FORMATS.get(out.suffix.lower())
     if kind is None:
         raise ExportError(f"{out}: the file must end in .csv or .xlsx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = [neutralise(str(c)) for c in frame.columns]
-    rows = ([_cell(v) for v in row] for row in frame.astype(object).itertuples(index=False, name=None))
+    header = [neutralise(str(c)) for c in columns]
+    rows = ([_cell(v) for v in row] for row in rows)
     if kind == "csv":
         with open(out, "w", encoding="utf-8-sig", newline="") as f:
             writer = csv.writer(f)
@@ -138,5 +147,11 @@ def export_frame(frame: pd.DataFrame, out: Path, sheet: str = "data") -> int:
 def export_table(con: duckdb.DuckDBPyConnection, name: str, out: Path) -> int:
     """Export main.<name> to out (.csv or .xlsx); returns the rows written."""
     table = resolve_table(con, name)
-    frame = con.execute(f"select * from {table}").df()
-    return export_frame(frame, Path(out), sheet=name.split(".")[-1])
+    cursor = con.execute(f"select * from {table}")
+    columns = [d[0] for d in cursor.description]
+
+    def batches():  # streamed: a large mart is never held whole
+        while batch := cursor.fetchmany(10_000):
+            yield from batch
+
+    return export_rows(columns, batches(), Path(out), sheet=name.split(".")[-1])
