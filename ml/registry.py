@@ -38,10 +38,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import joblib
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+# joblib, numpy and pandas are imported where a model is saved, loaded or fingerprinted: reading
+# the cards (`voronka evaluate`, the report's model section) should not pay for them.
 
 ARTIFACT = "model.joblib"
 CARD_JSON = "card.json"
@@ -78,6 +81,8 @@ class Promotion:
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
     """sha256 of the frame's columns, dtypes and values (row order counts)."""
+    import pandas as pd
+
     h = hashlib.sha256()
     h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -85,7 +90,10 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 
 
 def library_versions() -> dict:
+    import joblib
     import lifelines
+    import numpy as np
+    import pandas as pd
     import sklearn
 
     return {"python": platform.python_version(), "numpy": np.__version__,
@@ -98,11 +106,11 @@ def _jsonable(x):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
+    if type(x).__module__ == "numpy" and getattr(x, "ndim", 1) == 0:  # a numpy scalar
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
-    if isinstance(x, (pd.Timestamp, datetime)):
+    if isinstance(x, datetime):  # pandas' Timestamp too
         return x.isoformat()
     return x
 
@@ -272,6 +280,8 @@ class ModelStore:
         tmp = folder / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
+            import joblib
+
             joblib.dump(artifact, tmp / ARTIFACT)
             with open(tmp / ARTIFACT, "rb") as f:
                 os.fsync(f.fileno())
@@ -362,6 +372,8 @@ class ModelStore:
                 f"model {name!r} version {version} was trained on workspace "
                 f"{card.get('workspace_id') or '(not recorded)'}, not on this one "
                 f"({self.workspace_id}): it is not used here")
+        import joblib
+
         return joblib.load(self._dir(name) / version / ARTIFACT), card
 
 

@@ -145,6 +145,15 @@ def test_the_cli_and_a_read_commands_parser_import_nothing_heavy():
     assert done.stdout.strip() == "[]"
 
 
+def test_reading_the_model_cards_and_exporting_import_nothing_heavy():
+    # `voronka evaluate` reads the cards (ml.registry), `voronka export` streams a table
+    heavy = (*NOT_ON_THE_READ_PATH, "numpy", "joblib")
+    code = ("import sys; import ml.registry, voronka.report.export; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- the checker, on planted trees
 
 def write(root: Path, rel: str, text: str) -> None:
