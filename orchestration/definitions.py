@@ -45,7 +45,8 @@ ingest_job = dg.define_asset_job(
     description="Read the inbox's new export files into raw.* (checks: every row accounted for, quality).")
 transform_job = dg.define_asset_job(
     "transform", selection=TRANSFORM,
-    description="dbt build: staging → intermediate → marts, with the dbt tests as asset checks.")
+    description="dbt build: staging → intermediate → marts and their data tests (a test that does not "
+                "pass is an observation on its model).")
 train_models_job = dg.define_asset_job(
     "train_models", selection=MODEL_TRAINING,
     description="Train the win and time-to-close models (quality-gated) and rerun the forecast backtest.")

@@ -48,6 +48,7 @@ def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
     result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance, raise_on_error=False)
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed]
+    failed_checks += _dbt_tests_not_passed(result)
     blocking = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed
                 if getattr(e, "blocking", False)]
     # A blocking check that fails stops what depends on it in this run; that is a check result,
@@ -55,6 +56,18 @@ def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
     if not result.success and not blocking:
         raise PipelineError(f"stage '{name}' failed: {_first_failure(result)}")
     return failed_checks, blocking
+
+
+def _dbt_tests_not_passed(result) -> list[str]:
+    """The dbt tests that warned or failed, as '<model>:<test> (<status>)' (they are observations
+    on their models, not asset checks: orchestration/assets/dbt.py says why)."""
+    named = []
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        test = observation.metadata.get("dbt_test")
+        if test is not None:
+            named.append(f"{observation.asset_key.to_user_string()}:{getattr(test, 'value', test)}")
+    return sorted(set(named))
 
 
 def _first_failure(result) -> str:
