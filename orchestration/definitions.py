@@ -2,9 +2,7 @@
 
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
-
-from orchestration.assets.dbt import DBT_EXECUTABLE, voronka_dbt, voronka_dbt_models
+from orchestration.assets.dbt import DBT_EXECUTABLE, VoronkaDbtCliResource, voronka_dbt, voronka_dbt_models
 from orchestration.assets.forecast import (
     amounts_convert_to_reporting_currency,
     coverage_alerts,
@@ -45,7 +43,8 @@ ingest_job = dg.define_asset_job(
     description="Read the inbox's new export files into raw.* (checks: every row accounted for, quality).")
 transform_job = dg.define_asset_job(
     "transform", selection=TRANSFORM,
-    description="dbt build: staging → intermediate → marts, with the dbt tests as asset checks.")
+    description="dbt build: staging → intermediate → marts and their data tests (a test that does not "
+                "pass is an observation on its model).")
 train_models_job = dg.define_asset_job(
     "train_models", selection=MODEL_TRAINING,
     description="Train the win and time-to-close models (quality-gated) and rerun the forecast backtest.")
@@ -86,7 +85,7 @@ def build_definitions(home: str | dg.EnvVar, as_of: str | None = None) -> dg.Def
         sensors=[build_inbox_sensor(daily_refresh)],
         resources={
             "workspace": WorkspaceResource(home=home, as_of=as_of),
-            "dbt": DbtCliResource(project_dir=voronka_dbt, dbt_executable=DBT_EXECUTABLE),
+            "dbt": VoronkaDbtCliResource(project_dir=voronka_dbt, dbt_executable=DBT_EXECUTABLE),
         },
         # DuckDB has one writer at a time, so steps run one after another in one process.
         executor=dg.in_process_executor,

@@ -23,6 +23,7 @@ STAGES = [
     ("score_and_forecast", "scores, forecast, coverage checks, alerts and report"),
 ]
 TRAINING_JOB = "train_models"
+TRANSFORM_JOB = "transform"
 # The console shows Voronka's own lines only: a failed step is reported by run_stage in one line
 # (a failed model gate is an outcome, not an error, and Dagster would print its stack trace);
 # every event stays in the workspace's Dagster instance for `voronka ui`.
@@ -47,6 +48,7 @@ def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
     result = job.execute_in_process(run_config=QUIET_LOGS, instance=instance, raise_on_error=False)
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed_checks = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed]
+    failed_checks += _dbt_tests_not_passed(result)
     blocking = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in failed
                 if getattr(e, "blocking", False)]
     # A blocking check that fails stops what depends on it in this run; that is a check result,
@@ -54,6 +56,18 @@ def run_stage(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
     if not result.success and not blocking:
         raise PipelineError(f"stage '{name}' failed: {_first_failure(result)}")
     return failed_checks, blocking
+
+
+def _dbt_tests_not_passed(result) -> list[str]:
+    """The dbt tests that warned or failed, as '<model>:<test> (<status>)' (they are observations
+    on their models, not asset checks: orchestration/assets/dbt.py says why)."""
+    named = []
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        test = observation.metadata.get("dbt_test")
+        if test is not None:
+            named.append(f"{observation.asset_key.to_user_string()}:{getattr(test, 'value', test)}")
+    return sorted(set(named))
 
 
 def _first_failure(result) -> str:
@@ -68,6 +82,21 @@ def _first_failure(result) -> str:
     text = (f"{failure.step_key}: {error.message}" if error is not None
             else failure.message or "").strip()
     return text.splitlines()[0] if text else "see `voronka ui`"
+
+
+def current_marts_note(workspace: Workspace, as_of: str | None) -> str | None:
+    """Why the dbt build can be skipped (nothing loaded, as_of, reporting currency and dbt project
+    unchanged since the last successful build: it would rebuild the same marts), or None."""
+    from orchestration.assets.dbt import marts_are_current
+    from orchestration.resources import WorkspaceResource
+
+    resource = WorkspaceResource(home=str(workspace.home), as_of=as_of)
+    at = resource.as_of_time().strftime("%Y-%m-%d %H:%M:%S")
+    currency = resource.config().reporting_currency
+    with resource.connect() as con:
+        if marts_are_current(con, at, currency):
+            return f"nothing new since the last build (as of {at}, {currency}): marts are current"
+    return None
 
 
 def workspace_instance(workspace: Workspace) -> dg.DagsterInstance:
@@ -114,9 +143,16 @@ def run_pipeline(workspace: Workspace, as_of: str | None = None, quiet: bool = F
     # The bars of the long assets (ingest, dbt, training, backtest, Monte Carlo), on a terminal.
     with progress.shown(quiet):
         for i, (job_name, name) in enumerate(stages, 1):
+            started = time.perf_counter()
+            # A day with nothing new: the build would make the same marts. Later stages still run:
+            # export freshness, alert reminders and the report depend on today, not only on the data.
+            if job_name == TRANSFORM_JOB and (note := current_marts_note(workspace, as_of)):
+                timings[name] = round(time.perf_counter() - started, 2)
+                if not quiet:
+                    print(f"[{i}/{len(stages)}] {name} skipped: {note}", file=sys.stderr, flush=True)
+                continue
             if not quiet:
                 print(f"[{i}/{len(stages)}] {name} ...", file=sys.stderr, flush=True)
-            started = time.perf_counter()
             # dbt's log lines go to the workspace log, so stdout carries only Voronka's output.
             with open(log_path, "w" if i == 1 else "a", encoding="utf-8") as log, redirect_stdout(log):
                 try:

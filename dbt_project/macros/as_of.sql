@@ -3,8 +3,11 @@
   events after it are ignored, a deal closed after it is open, a deal created after it does not exist.
 
   var('as_of') is a UTC timestamp string 'YYYY-MM-DD HH:MM:SS' (a bare 'YYYY-MM-DD' means midnight).
-  Without it: the newest timestamp in the raw data (max of deals.exported_at / created_at /
-  closed_at and stage_events.entered_at), read at run time; with no data at all, now (UTC).
+  Without it: the run's setting (voronka_run.settings, which the orchestrator writes before its
+  build), else the newest timestamp in the raw data (max of deals.exported_at / created_at /
+  closed_at and stage_events.entered_at); both read at run time; with no data at all, now (UTC).
+  The orchestrator passes the as_of as data, not as a var: a var that changes every day makes
+  dbt parse the whole project again on every run.
 #}
 
 {% macro as_of_ts() -%}
@@ -19,6 +22,9 @@
 
 {% macro as_of_value() %}
     {%- set given = var('as_of', none) -%}
+    {%- if given is none or (given | string | trim) == '' -%}
+        {%- set given = voronka.run_setting('as_of') -%}
+    {%- endif -%}
     {%- if given is not none and (given | string | trim) != '' -%}
         {%- set text = given | string | trim -%}
         {%- if modules.re.match('^\d{4}-\d{2}-\d{2}$', text) -%}
@@ -61,13 +67,34 @@
 
 
 {% macro reporting_currency() -%}
-    {%- set currency = var('reporting_currency', 'USD') | string | trim | upper -%}
+    {%- set given = var('reporting_currency', none) -%}
+    {%- if given is none or (given | string | trim) == '' -%}
+        {%- set given = voronka.run_setting('reporting_currency') or 'USD' -%}
+    {%- endif -%}
+    {%- set currency = given | string | trim | upper -%}
     {%- if not modules.re.match('^[A-Z]{3}$', currency) -%}
         {{ exceptions.raise_compiler_error(
             "var reporting_currency must be an ISO-4217 code such as USD, got '" ~ currency ~ "'") }}
     {%- endif -%}
     '{{ currency }}'
 {%- endmacro %}
+
+
+{#
+  A value of the run's settings (the one row of voronka_run.settings: as_of, reporting_currency),
+  or none: while parsing, when the table is absent (a build by hand, PostgreSQL) or empty.
+#}
+{% macro run_setting(name) %}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(database=target.database, schema='voronka_run', identifier='settings') -%}
+    {%- if relation is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set values = run_query('select ' ~ name ~ ' from ' ~ relation).columns[0].values() -%}
+    {{ return(values[0] if values | length > 0 and values[0] is not none else none) }}
+{% endmacro %}
 
 
 {#

@@ -1,6 +1,7 @@
 """The dbt project as Dagster assets: staging → intermediate → marts, tests as asset checks."""
 
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.resources import WorkspaceResource
 from voronka import progress
@@ -35,11 +36,20 @@ def manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
     return any(p.exists() and p.stat().st_mtime > built for p in sources)
 
 
+class VoronkaDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource without the dbt adapter it loads into the run's process before each
+    command: only its fetch_row_counts / fetch_column_metadata use it, and Voronka counts rows
+    itself (with_row_counts). Loading dbt's project and adapter here cost ~7 s a build at 5k."""
+
+    def _initialize_dbt_core_adapter(self, args):  # dagster-dbt 0.29: optional, None = no adapter
+        return None
+
+
 def prepared_dbt_project() -> DbtProject:
     """The one DbtProject; its manifest is prepared (dbt parse) when stale or in `dagster dev`."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
     if os.getenv("DAGSTER_IS_DEV_CLI") or manifest_is_stale(DBT_PROJECT_DIR, project.manifest_path):
-        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+        VoronkaDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
             ["parse", "--quiet"], target_path=project.target_path).wait()
     return project
 
@@ -60,30 +70,125 @@ class VoronkaDbtTranslator(DagsterDbtTranslator):
         return super().get_owners(dbt_resource_props) or ["team:analytics-engineering"]
 
 
-def dbt_vars(as_of: str, reporting_currency: str) -> str:
-    return json.dumps({"as_of": as_of, "reporting_currency": reporting_currency})
+# The run's settings and the last build's fingerprint live in the warehouse beside the marts
+# (schema voronka_run): macros/as_of.sql reads the settings while dbt executes.
+RUN_SCHEMA = "voronka_run"
 
 
-@dbt_assets(manifest=voronka_dbt.manifest_path, project=voronka_dbt,
-            dagster_dbt_translator=VoronkaDbtTranslator())
+def write_run_settings(con, as_of: str, reporting_currency: str) -> None:
+    """The as_of and reporting currency of the coming build, as data (not as dbt vars, which
+    would make dbt parse the whole project again whenever they change: every day)."""
+    con.execute(f"create schema if not exists {RUN_SCHEMA}")
+    con.execute(f"create or replace table {RUN_SCHEMA}.settings (as_of varchar, reporting_currency varchar)")
+    con.execute(f"insert into {RUN_SCHEMA}.settings values (?, ?)", [as_of, reporting_currency])
+
+
+def clear_run_settings(con) -> None:
+    """After the build: a `dbt build` by hand is again as of the newest raw data (or its vars)."""
+    con.execute(f"drop table if exists {RUN_SCHEMA}.settings")
+
+
+def project_hash(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """The content of every file that shapes what dbt builds (not target/ or logs/)."""
+    digest = hashlib.sha256()
+    files = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "tests", "seeds", "snapshots"):
+        files += sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
+    for path in files:
+        if path.exists():
+            digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_fingerprint(con, as_of: str, reporting_currency: str) -> str:
+    """What the marts are a function of: every load of raw data (raw.ingest_log: a file loaded
+    is a new row, a reload a no-op), the raw tables' row counts (a belt to those braces), the
+    as_of, the reporting currency and the dbt project itself."""
+    raw_tables = [t for (t,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'raw' order by table_name").fetchall()]
+    counts = {t: con.execute(f'select count(*) from raw."{t}"').fetchone()[0] for t in raw_tables}
+    log = con.execute("select * from raw.ingest_log order by all").fetchall() if "ingest_log" in counts else []
+    state = {"as_of": as_of, "reporting_currency": reporting_currency, "project": project_hash(),
+             "raw_counts": counts, "ingest_log": [[str(v) for v in row] for row in log]}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def record_build(con, fingerprint: str, as_of: str, reporting_currency: str) -> None:
+    con.execute(f"create schema if not exists {RUN_SCHEMA}")
+    con.execute(f"create or replace table {RUN_SCHEMA}.last_build "
+                "(fingerprint varchar, as_of varchar, reporting_currency varchar, built_at timestamp)")
+    con.execute(f"insert into {RUN_SCHEMA}.last_build values (?, ?, ?, now()::timestamp)",
+                [fingerprint, as_of, reporting_currency])
+
+
+def marts_are_current(con, as_of: str, reporting_currency: str) -> bool:
+    """The last successful build had this very fingerprint and its tables are all still there:
+    a build now would rebuild the same marts."""
+    present = {(r[0], r[1]) for r in con.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = current_database()").fetchall()}
+    if (RUN_SCHEMA, "last_build") not in present:
+        return False
+    if any((schema, name) not in present for name, schema in table_models().items()):
+        return False
+    last = con.execute(f"select fingerprint from {RUN_SCHEMA}.last_build").fetchone()
+    return last is not None and last[0] == build_fingerprint(con, as_of, reporting_currency)
+
+
+def dbt_target_path(workspace: WorkspaceResource) -> Path:
+    """One target folder per workspace, the same every run, so dbt parses only what changed
+    (partial parsing); dagster-dbt's default is a new folder per run, i.e. a full parse."""
+    return workspace.workspace.home / "dbt_target"
+
+
+# Unit tests check the models' logic, not the data: the test suite runs them
+# (tests/dbt_project), the daily build does not.
+DAILY_EXCLUDE = "resource_type:unit_test"
+
+
+# dbt's data tests are not one Dagster asset check each: 213 checks were ~430 events (planned,
+# evaluated), each stored on its own in the instance's SQLite, most of the Dagster time of a build.
+# dbt still runs them: an error-severity failure fails the build, and a test that does not pass
+# is kept as an observation on its model (the runner lists it with the failed checks).
+TRANSLATOR = VoronkaDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=False))
+
+
+@dbt_assets(manifest=voronka_dbt.manifest_path, project=voronka_dbt, exclude=DAILY_EXCLUDE,
+            dagster_dbt_translator=TRANSLATOR)
 def voronka_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                        workspace: WorkspaceResource):
     config = workspace.config()
     as_of = workspace.as_of_time().strftime("%Y-%m-%d %H:%M:%S")
+    warehouse = workspace.workspace.warehouse
+    with workspace.connect() as con:
+        write_run_settings(con, as_of, config.reporting_currency)
+        fingerprint = build_fingerprint(con, as_of, config.reporting_currency)
     # dbt runs as a subprocess that inherits this environment; the profile reads the path here.
-    os.environ["VORONKA_WAREHOUSE"] = str(workspace.workspace.warehouse)
+    os.environ["VORONKA_WAREHOUSE"] = str(warehouse)
     context.log.info(f"dbt build as of {as_of} in {config.reporting_currency}")
-    invocation = dbt.cli(["build", "--vars", dbt_vars(as_of, config.reporting_currency)], context=context)
-    # One step per model, seed or snapshot built and per test run as an asset check.
-    total = len(context.selected_asset_keys) + len(context.selected_asset_check_keys)
-    with progress.task("dbt build", total=total) as bar:
-        def advancing():
-            for event in invocation.stream():
-                if isinstance(event, (dg.Output, dg.AssetMaterialization, dg.AssetCheckResult)):
-                    bar.advance(note=_event_name(event))
-                yield event
+    invocation = dbt.cli(["build"], context=context, target_path=dbt_target_path(workspace))
+    # One step per model built and per test result (one per model a test reads).
+    total = len(context.selected_asset_keys) + test_observation_count()
+    built = False
+    try:
+        with progress.task("dbt build", total=total) as bar:
+            def advancing():
+                for event in invocation.stream():
+                    if isinstance(event, (dg.Output, dg.AssetMaterialization, dg.AssetObservation)):
+                        bar.advance(note=_event_name(event))
+                    if isinstance(event, dg.AssetObservation):
+                        event = not_passed_test(event)
+                    if event is not None:
+                        yield event
 
-        yield from with_row_counts(advancing(), context, workspace.workspace.warehouse, table_models())
+            yield from with_row_counts(advancing(), context, warehouse, table_models())
+        built = invocation.is_successful()
+    finally:
+        with workspace.connect() as con:
+            clear_run_settings(con)
+            # Only a whole build that succeeded makes the marts current (a subset is not all).
+            if built and not context.is_subset:
+                record_build(con, fingerprint, as_of, config.reporting_currency)
 
 
 def table_models() -> dict[str, str]:
@@ -92,6 +197,30 @@ def table_models() -> dict[str, str]:
     manifest = json.loads(voronka_dbt.manifest_path.read_text(encoding="utf-8"))
     return {node["name"]: node["schema"] for node in manifest["nodes"].values()
             if node["resource_type"] == "model" and node["config"].get("materialized") in ("table", "incremental")}
+
+
+def test_observation_count() -> int:
+    """The test results dagster-dbt reports in a daily build: one per model a data test reads."""
+    manifest = json.loads(voronka_dbt.manifest_path.read_text(encoding="utf-8"))
+    return sum(len(node["depends_on"]["nodes"]) for node in manifest["nodes"].values()
+               if node["resource_type"] == "test")
+
+
+# dbt's statuses of a test that passed (or did not run: a failed upstream model says why).
+PASSED_TEST_STATUSES = {"pass", "success", "skipped"}
+
+
+def not_passed_test(observation: dg.AssetObservation) -> dg.AssetObservation | None:
+    """A dbt test's result: None when it passed (nothing to store), else the observation with
+    the test's name in `dbt_test` (what the runner lists)."""
+    status = observation.metadata.get("status")
+    status = getattr(status, "value", status)
+    if status in PASSED_TEST_STATUSES:
+        return None
+    unique_id = observation.metadata.get("unique_id")
+    unique_id = str(getattr(unique_id, "value", unique_id) or "")
+    name = unique_id.split(".")[2] if unique_id.count(".") >= 2 else unique_id
+    return observation.with_metadata({**observation.metadata, "dbt_test": f"{name} ({status})"})
 
 
 def with_row_counts(events, context: dg.AssetExecutionContext, warehouse: Path, tables: dict[str, str]):
@@ -131,7 +260,7 @@ def with_row_counts(events, context: dg.AssetExecutionContext, warehouse: Path, 
 
 
 def _event_name(event) -> str:
-    if isinstance(event, dg.AssetCheckResult):
-        return f"test {event.check_name}"
+    if isinstance(event, dg.AssetObservation):
+        return f"tests of {event.asset_key.to_user_string()}"
     key = getattr(event, "asset_key", None)
     return key.to_user_string() if key is not None else event.output_name

@@ -26,3 +26,25 @@ def test_missing_newer_and_fresh_manifests(tmp_path):
     _touch(manifest, 4_000)
     _touch(project / "models" / "marts" / "new_model.yml", 5_000)
     assert manifest_is_stale(project, manifest)  # a new model's yml
+
+
+def test_a_passed_dbt_test_stores_nothing_and_one_that_warned_is_named():
+    import dagster as dg
+
+    from orchestration.assets.dbt import not_passed_test
+
+    def result(status):
+        return dg.AssetObservation(asset_key=["fct_deals"], metadata={
+            "status": status, "unique_id": "test.voronka.not_null_fct_deals_deal_key.1a2b3c"})
+
+    assert not_passed_test(result("pass")) is None
+    warned = not_passed_test(result("warn"))
+    assert warned.metadata["dbt_test"].value == "not_null_fct_deals_deal_key (warn)"
+    assert warned.metadata["status"].value == "warn"
+
+
+def test_the_daily_build_leaves_unit_tests_out_and_checks_no_test_one_by_one():
+    from orchestration.assets.dbt import voronka_dbt_models
+
+    assert not voronka_dbt_models.check_keys  # tests are observations (see orchestration/assets/dbt.py)
+    assert voronka_dbt_models.op.tags.get("dagster_dbt/exclude") == "resource_type:unit_test"

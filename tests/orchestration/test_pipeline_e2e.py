@@ -278,3 +278,28 @@ def test_a_degraded_win_model_is_blocked_by_the_gate_and_the_promoted_one_keeps_
         instance=instance, asset_selection=[dg.AssetKey("deal_scores")])
     materialized = scores.asset_materializations_for_node("deal_scores")[0]
     assert materialized.metadata["win_model_version"].value == promoted
+
+
+def test_a_day_with_nothing_new_skips_dbt_and_a_new_export_or_as_of_rebuilds(run, tmp_path):
+    from orchestration import runner
+
+    _, workspace, _, _ = run
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(workspace.home, copy.home)
+    # The graph built the marts from these exports as of their newest data: nothing to do.
+    assert "nothing new" in runner.current_marts_note(copy, None)
+    # Another as_of (time travel) or reporting currency: rebuild.
+    assert runner.current_marts_note(copy, "2026-04-30") is None
+    copy.config_path.write_text(copy.config_path.read_text(encoding="utf-8") + "reporting_currency: EUR\n",
+                                encoding="utf-8")
+    assert runner.current_marts_note(copy, None) is None
+    shutil.copy(workspace.config_path, copy.config_path)
+    # A new day of exports loaded: rebuild; once built, current again.
+    write_canonical(simulate_company(n_deals=2000, seed=11, end_date=date(2026, 5, 21)),
+                    copy.inbox, tmp_path / "truth")  # the same files, one day newer
+    defs = build_definitions(str(copy.home))
+    instance = dg.DagsterInstance.ephemeral()
+    runner.run_stage(defs, instance, "ingest", "ingest")
+    assert runner.current_marts_note(copy, None) is None
+    runner.run_stage(defs, instance, "transform", "dbt build")
+    assert "nothing new" in runner.current_marts_note(copy, None)

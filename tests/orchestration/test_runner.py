@@ -31,6 +31,7 @@ def stages_run(monkeypatch, tmp_path):
         return outcomes.get(name, ([], []))
 
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    monkeypatch.setattr(runner, "current_marts_note", lambda workspace, as_of: None)
     return ran, outcomes, Workspace(tmp_path / "home")
 
 
@@ -74,6 +75,16 @@ def test_a_failing_step_is_one_line_naming_its_error_and_nothing_else_is_printed
     assert str(err.value) == "stage 'ingest' failed: broken_asset: ValueError: the export has no deals"
     out, printed = capsys.readouterr()
     assert out == "" and "Traceback" not in printed and "Stack Trace" not in printed and "ERROR" not in printed
+
+
+def test_a_day_with_nothing_new_skips_the_dbt_build_and_says_so(stages_run, monkeypatch, capsys):
+    ran, _, workspace = stages_run
+    monkeypatch.setattr(runner, "current_marts_note", lambda workspace, as_of: "nothing new")
+    outcome = runner.run_pipeline(workspace, quiet=False, retrain=True)
+    # Scoring, checks and alerts still run: export freshness and reminders depend on today.
+    assert ran == ["ingest", "model training", "scores and forecast"]
+    assert "[2/4] dbt build skipped: nothing new" in capsys.readouterr().err
+    assert "dbt build" in outcome["timings"]
 
 
 def test_without_training_the_model_stage_is_left_out():
