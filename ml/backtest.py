@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ml.features import _ts, examples_from_timeline, prepare
+from ml.features import _ts, at_cutoff, examples_from_timeline, prepare
 from ml.forecast import (
     ALL,
     MODEL,
@@ -258,11 +258,13 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     pipelines = sorted(deals["pipeline"].dropna().astype(str).unique().tolist())
     monthly = monthly_bookings(won, pipelines)
     rows, fitted, timings = [], None, {"models": 0.0, "forecasts": 0.0}
+    # Prepared once and cut at each origin (the same frames as prepare(cutoff=origin)).
+    full = prepare(deals, stage_events, pipeline_stages, cutoff=data_end, deal_history=deal_history)
     for i, origin in enumerate(origins):
         periods = horizon_periods(origin, data_end)
         if not periods:
             continue
-        timeline = prepare(deals, stage_events, pipeline_stages, cutoff=origin, deal_history=deal_history)
+        timeline = at_cutoff(full, origin)
         needs_model = MODEL in methods or STAGE_WIN_RATE in methods
         if needs_model and (fitted is None or i % max(retrain_every_months, 1) == 0):
             fitted = fit_models(timeline, seed=seed, max_examples=max_examples, cap_per_deal=cap_per_deal)

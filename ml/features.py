@@ -250,6 +250,31 @@ def prepare(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stages: pd
     return DealTimeline(d, ev, states, closed, first, history, cutoff, float(smoothing))
 
 
+def at_cutoff(timeline: DealTimeline, cutoff) -> DealTimeline:
+    """The timeline `prepare` builds with the earlier cut-off `cutoff`, cut from one prepared
+    with a later one (the backtest's origins: prepared once, not once per origin, which cost
+    ~15 s an origin at 1M deals). Nothing `prepare` derives reads past the cut-off except what
+    the cut-off masks: events, states, closes and history are sorted by time, so each is a
+    prefix; which deals are placeable and which closes are known is recomputed."""
+    cutoff = pd.Timestamp(cutoff)
+    if cutoff > timeline.cutoff:
+        raise ValueError(f"cut-off {cutoff} is after the timeline's ({timeline.cutoff})")
+    d = timeline.deals
+    close_known = d["close_at"].notna() & (d["close_at"] <= cutoff)
+    d = d.assign(close_known=close_known, placeable=d["placeable"] & (d["created_at"] <= cutoff))
+
+    def until(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        end = np.searchsorted(frame[column].to_numpy(), np.datetime64(cutoff, "ns"), side="right")
+        return frame.iloc[:end]
+
+    history = timeline.history
+    if history is not None:
+        history = history[history["valid_from"] <= cutoff]
+    return DealTimeline(d, until(timeline.events, "entered_at"), until(timeline.states, "entered_at"),
+                        until(timeline.closed, "close_at"), timeline.first_stage, history, cutoff,
+                        timeline.smoothing)
+
+
 def _win_rates(pairs: pd.DataFrame, timeline: DealTimeline, key: str, prefix: str,
                prior: np.ndarray) -> pd.DataFrame:
     """Smoothed win rate of `key` over deals closed strictly before each pair's as-of time."""

@@ -89,3 +89,64 @@ def test_coverage_detail_reads_what_the_whole_tables_gave():
     assert len(stages) and len(segments)
     pd.testing.assert_frame_equal(stages, pd.concat(want_stages, ignore_index=True), check_dtype=False)
     pd.testing.assert_frame_equal(segments, pd.concat(want_segments, ignore_index=True), check_dtype=False)
+
+
+def _assert_timelines_equal(got, want):
+    for part in ("deals", "events", "states", "closed", "first_stage"):
+        pd.testing.assert_frame_equal(getattr(got, part), getattr(want, part), obj=part)
+    if want.history is None:
+        assert got.history is None
+    else:
+        pd.testing.assert_frame_equal(got.history, want.history, obj="history")
+    assert (got.cutoff, got.smoothing) == (want.cutoff, want.smoothing)
+
+
+def test_a_timeline_cut_at_an_earlier_cutoff_is_the_one_prepared_there(company):
+    """The backtest prepares the timeline once and cuts it at each origin (ml.features.at_cutoff):
+    every frame equals prepare() with that origin as the cut-off, with and without deal history."""
+    from ml.features import at_cutoff, prepare
+
+    deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
+    end = pd.Timestamp(company["deals"]["created_at"].max())
+    history = deals[["deal_key", "created_at", "amount_reporting", "owner"]].rename(
+        columns={"created_at": "valid_from"})
+    later = history.assign(valid_from=pd.to_datetime(history["valid_from"]) + pd.Timedelta(days=40),
+                           amount_reporting=history["amount_reporting"] * 1.1)
+    history = pd.concat([history, later], ignore_index=True)
+    for deal_history in (None, history):
+        full = prepare(deals, events, stages, cutoff=end, deal_history=deal_history)
+        for origin in ("2024-03-01", "2025-01-01", "2025-10-01 12:30", end):
+            _assert_timelines_equal(at_cutoff(full, origin),
+                                    prepare(deals, events, stages, cutoff=origin, deal_history=deal_history))
+
+
+def _per_origin_prepare(monkeypatch, deals, events, stages):
+    """The backtest as it was: the timeline prepared from the frames again at each origin."""
+    import ml.backtest
+    from ml.features import prepare
+
+    monkeypatch.setattr(ml.backtest, "at_cutoff",
+                        lambda full, origin: prepare(deals, events, stages, cutoff=origin))
+
+
+def test_the_backtest_gives_what_the_per_origin_preparation_gave(monkeypatch):
+    """Same results and metrics (same seeds) with the timeline prepared once and cut at each
+    origin as with it prepared from the frames at each origin."""
+    from ml.backtest import run_backtest
+    from voronka.simulator.company import simulate_company
+    from voronka.simulator.ml_frames import ml_frames
+
+    c = ml_frames(simulate_company(n_deals=1500, seed=3, end_date=date(2026, 6, 30), years=2.0))
+    deals, events, stages = c["deals"], c["stage_events"], c["pipeline_stages"]
+
+    def run():
+        return run_backtest(deals, events, stages, max_origins=4, retrain_every_months=2, draws=200, seed=1,
+                            max_examples=20_000, data_end=pd.Timestamp("2026-06-30 23:59:59"))
+
+    new = run()
+    with monkeypatch.context() as m:
+        _per_origin_prepare(m, deals, events, stages)
+        old = run()
+    assert new.origins == old.origins and len(new.origins) == 4
+    pd.testing.assert_frame_equal(new.results, old.results)
+    pd.testing.assert_frame_equal(new.metrics, old.metrics)
