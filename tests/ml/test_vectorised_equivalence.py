@@ -150,3 +150,46 @@ def test_the_backtest_gives_what_the_per_origin_preparation_gave(monkeypatch):
     assert new.origins == old.origins and len(new.origins) == 4
     pd.testing.assert_frame_equal(new.results, old.results)
     pd.testing.assert_frame_equal(new.metrics, old.metrics)
+
+
+def _clock_scale_per_winner(curves, observed):
+    """The clock fit ml.forecast_calibration.clock_scale replaced: every winner's curve read at
+    every scale."""
+    from ml.forecast_calibration import CLOCK_HORIZONS, CLOCK_SCALES, curves_at
+
+    target = observed.mean(axis=0)
+    errors = [((curves_at(curves, CLOCK_HORIZONS[None, :] / s).mean(axis=0) - target) ** 2).sum()
+              for s in CLOCK_SCALES]
+    return float(CLOCK_SCALES[int(np.argmin(errors))])
+
+
+def test_the_clock_fit_reads_the_mean_curve_as_every_curve_gave():
+    from ml.forecast_calibration import CLOCK_HORIZONS, clock_scale
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n = int(rng.integers(30, 600))
+        rate = rng.gamma(2.0, 0.02, n)[:, None] * rng.uniform(0.3, 3.0)
+        curves = 1 - np.exp(-rate * np.arange(181)[None, :])
+        curves /= curves[:, -1:]
+        observed = rng.exponential(rng.uniform(10, 120), n)[:, None] <= CLOCK_HORIZONS[None, :]
+        assert clock_scale(curves, observed) == _clock_scale_per_winner(curves, observed)
+
+
+def test_forecast_calibration_is_unchanged_by_the_clock_fit(company, monkeypatch):
+    """The whole calibration table (factors and clocks per bin) is the one the per-winner clock
+    fit gave, on the simulated company."""
+    import ml.forecast_calibration as fc
+    from ml.features import examples_from_timeline, prepare
+    from ml.scoring import train_models
+
+    deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
+    cutoff = pd.Timestamp(deals["created_at"].max())
+    _, _, win, _, ttc, _ = train_models(deals, events, stages, cutoff=cutoff, seed=0, max_rows=60_000)
+    timeline = prepare(deals, events, stages, cutoff=cutoff)
+    examples = examples_from_timeline(timeline, cap_per_deal=None, max_rows=50_000, seed=0)
+    new = fc.forecast_calibration(win.model, ttc, timeline, examples=examples)
+    monkeypatch.setattr(fc, "clock_scale", _clock_scale_per_winner)
+    old = fc.forecast_calibration(win.model, ttc, timeline, examples=examples)
+    assert (new["clock"] != 1.0).any()
+    pd.testing.assert_frame_equal(new, old)
