@@ -193,3 +193,48 @@ def test_forecast_calibration_is_unchanged_by_the_clock_fit(company, monkeypatch
     old = fc.forecast_calibration(win.model, ttc, timeline, examples=examples)
     assert (new["clock"] != 1.0).any()
     pd.testing.assert_frame_equal(new, old)
+
+
+def _drivers_text_per_row(drivers, n_rows):
+    """The groupby-per-row version ml.scoring._drivers_text replaced."""
+    text = [""] * n_rows
+    for row, group in drivers.groupby("row"):
+        text[row] = "; ".join(f"{f} {'+' if e >= 0 else '−'}{abs(e):.0%}"
+                              for f, e in zip(group["feature"], group["effect"]))
+    return text
+
+
+def test_deal_drivers_are_the_ones_the_per_row_code_gave(company):
+    from ml.scoring import _drivers_text, train_models
+    from ml.features import build_scoring_features
+
+    deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
+    cutoff = pd.Timestamp(deals["created_at"].max())
+    _, _, win, _, _, _ = train_models(deals, events, stages, cutoff=cutoff, seed=0, max_rows=60_000)
+    X = build_scoring_features(deals, events, stages, cutoff)
+    drivers = win.model.top_drivers(X, k=3)
+    values = [X[name].iloc[r] for r, name in zip(drivers["row"], drivers["feature"])]  # the old gather
+    assert all(a == b or (pd.isna(a) and pd.isna(b)) for a, b in zip(drivers["value"], values))
+    assert _drivers_text(drivers, len(X)) == _drivers_text_per_row(drivers, len(X))
+    some = drivers[drivers["row"].isin([0, 3, 4])]  # rows without drivers stay empty
+    assert _drivers_text(some, len(X)) == _drivers_text_per_row(some, len(X))
+    assert _drivers_text(drivers.iloc[:0], 5) == [""] * 5
+
+
+def test_one_incidence_pass_gives_both_scores(company):
+    """deal_scores reads P(won within h) and the expected close date from one incidence pass:
+    the same as the two calls it replaced, for the model and for the stage baseline."""
+    from ml.features import build_scoring_features, build_training_examples
+    from ml.survival import StageCumulativeIncidenceBaseline, TimeToCloseModel
+
+    deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
+    cutoff = pd.Timestamp(deals["created_at"].max())
+    examples = build_training_examples(deals, events, stages, cutoff=cutoff, cap_per_deal=None,
+                                       max_rows=30_000, seed=0)
+    X = build_scoring_features(deals, events, stages, cutoff)
+    horizons = [12.5, 104.0]
+    for model in (TimeToCloseModel(random_state=0, max_rows=5000).fit(examples),
+                  StageCumulativeIncidenceBaseline().fit(examples)):
+        within, dates = model.won_within_and_close_date(X, horizons)
+        np.testing.assert_array_equal(within, model.predict_won_within(X, horizons))
+        pd.testing.assert_series_equal(dates, model.expected_close_date(X))
