@@ -59,6 +59,9 @@ NUMERIC_FEATURES = [
 # time, so a model would use them as a clock (and learn the recent, immature labels' bias).
 CONTEXT = ["owner_closed_deals", "source_closed_deals"]
 FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+# The deal columns `prepare` (and so everything in ml/) reads: what the model assets load.
+DEAL_COLUMNS = ["deal_key", "pipeline", "owner", "lead_source", "segment", "region", "product",
+                "amount_reporting", "created_at", "expected_close_date", "closed_at", "outcome"]
 LABELS = ["won", "event", "duration_days"]
 META = ["deal_key", "as_of", "stage"]
 EVENTS = ("won", "lost", "censored")

@@ -9,7 +9,7 @@ import pandas as pd
 from ml import health
 from ml.coverage import NO_TARGET
 from ml.coverage import pipeline_coverage as compute_coverage
-from ml.features import prepare
+from ml.features import DEAL_COLUMNS, prepare
 from ml.forecast import (
     ALL,
     FORECAST_COLUMNS,
@@ -127,7 +127,7 @@ def revenue_forecast(context: dg.AssetExecutionContext, workspace: WorkspaceReso
     as_of = workspace.as_of_time()
     with workspace.connect() as con:
         snapshot, bookings, targets = _inputs(con)
-        frames = canonical_frames(con, as_of)
+        frames = canonical_frames(con, as_of, deal_columns=DEAL_COLUMNS)
         scoped_targets, scoped_bookings = _scoped(con, as_of)
         if len(scoped_targets):
             targets = pd.concat([targets, scoped_targets], ignore_index=True)

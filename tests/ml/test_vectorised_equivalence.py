@@ -205,8 +205,8 @@ def _drivers_text_per_row(drivers, n_rows):
 
 
 def test_deal_drivers_are_the_ones_the_per_row_code_gave(company):
-    from ml.scoring import _drivers_text, train_models
     from ml.features import build_scoring_features
+    from ml.scoring import _drivers_text, train_models
 
     deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
     cutoff = pd.Timestamp(deals["created_at"].max())
