@@ -300,6 +300,18 @@ def _win_rates(pairs: pd.DataFrame, timeline: DealTimeline, key: str, prefix: st
     return out
 
 
+def _rows_of(frame: pd.DataFrame, deal_idx: np.ndarray, n_deals: int) -> pd.DataFrame:
+    """The rows of `frame` (events, states, history: by deal_idx) of these deals only, in order.
+    merge_asof `by` deal matches nothing else, and it costs the size of its right side: a few
+    thousand deals' features read the 4M events of a 1M-deal timeline on every call (the
+    backtest builds features seven times an origin)."""
+    if len(deal_idx) * 4 >= n_deals:  # most deals: filtering would cost more than it saves
+        return frame
+    wanted = np.zeros(n_deals, dtype=bool)
+    wanted[deal_idx] = True
+    return frame[wanted[frame["deal_idx"].to_numpy()]]
+
+
 def build_features(timeline: DealTimeline, deal_idx: np.ndarray, as_of) -> pd.DataFrame:
     """Features of each (deal, as-of time) pair, from what was known at that time only.
 
@@ -318,7 +330,7 @@ def build_features(timeline: DealTimeline, deal_idx: np.ndarray, as_of) -> pd.Da
     pairs = pairs.sort_values("as_of", kind="stable").reset_index(drop=True)
 
     if timeline.history is not None:
-        hist = timeline.history
+        hist = _rows_of(timeline.history, deal_idx, len(d))
         cols = [c for c in hist.columns if c not in ("deal_idx", "valid_from")]
         got = pd.merge_asof(pairs[["row", "deal_idx", "as_of"]], hist, left_on="as_of",
                             right_on="valid_from", by="deal_idx", direction="backward")
@@ -332,7 +344,7 @@ def build_features(timeline: DealTimeline, deal_idx: np.ndarray, as_of) -> pd.Da
         pairs["expected_close_date"] = _ts(pairs["expected_close_date"])
 
     stage = pd.merge_asof(pairs[["row", "deal_idx", "as_of"]],
-                          timeline.events.drop(columns="pipeline"),
+                          _rows_of(timeline.events, deal_idx, len(d)).drop(columns="pipeline"),
                           left_on="as_of", right_on="entered_at", by="deal_idx",
                           direction="backward")
     # Before any open-stage event (or for exports without history): the pipeline's first stage.
@@ -376,7 +388,7 @@ def build_features(timeline: DealTimeline, deal_idx: np.ndarray, as_of) -> pd.Da
         out[f"{prefix}_win_rate"] = rates[f"{prefix}_win_rate"].to_numpy()
         out[f"{prefix}_closed_deals"] = rates[f"{prefix}_closed_deals"].to_numpy()
 
-    state = pd.merge_asof(pairs[["row", "deal_idx", "as_of"]], timeline.states,
+    state = pd.merge_asof(pairs[["row", "deal_idx", "as_of"]], _rows_of(timeline.states, deal_idx, len(d)),
                           left_on="as_of", right_on="entered_at", by="deal_idx",
                           direction="backward")
     close_at = d["close_at"].to_numpy()[pairs["deal_idx"].to_numpy()]

@@ -238,3 +238,31 @@ def test_one_incidence_pass_gives_both_scores(company):
         within, dates = model.won_within_and_close_date(X, horizons)
         np.testing.assert_array_equal(within, model.predict_won_within(X, horizons))
         pd.testing.assert_series_equal(dates, model.expected_close_date(X))
+
+
+def test_features_of_a_few_deals_read_only_their_events_as_reading_all_gave(company, monkeypatch):
+    """build_features merges as of the events, states and history of the requested deals only
+    (ml.features._rows_of): the same features as against the whole frames."""
+    import ml.features as features
+
+    deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
+    history = deals[["deal_key", "created_at", "amount_reporting", "owner"]].rename(
+        columns={"created_at": "valid_from"})
+    history = pd.concat([history, history.assign(
+        valid_from=pd.to_datetime(history["valid_from"]) + pd.Timedelta(days=30),
+        amount_reporting=history["amount_reporting"] * 0.9, owner="someone else")], ignore_index=True)
+    rng = np.random.default_rng(2)
+    for deal_history in (None, history):
+        timeline = features.prepare(deals, events, stages, deal_history=deal_history)
+        n = len(timeline.deals)
+        idx = rng.choice(n, n // 10)  # repeats too
+        as_of = timeline.deals["created_at"].to_numpy()[idx] + rng.integers(0, 200, len(idx)) * np.timedelta64(1, "D")
+        got = features.build_features(timeline, idx, as_of)
+        open_now = features.open_deal_features(timeline, timeline.cutoff - pd.Timedelta(days=100))
+        with monkeypatch.context() as m:
+            m.setattr(features, "_rows_of", lambda frame, deal_idx, n_deals: frame)
+            want = features.build_features(timeline, idx, as_of)
+            want_open = features.open_deal_features(timeline, timeline.cutoff - pd.Timedelta(days=100))
+        assert len(open_now) * 4 < n
+        pd.testing.assert_frame_equal(got, want)
+        pd.testing.assert_frame_equal(open_now, want_open)
