@@ -285,7 +285,9 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
                                               correlation=correlation, periods=grid_periods)
         open_deals = None
         if WEIGHTED_PIPELINE in methods or STAGE_WIN_RATE in methods:
-            open_deals = pipeline_as_of(timeline, origin, close_dates)
+            # The model's inputs hold the same open deals: their features are not built twice.
+            open_deals = pipeline_as_of(timeline, origin, close_dates,
+                                        scored=inputs.open_deals if needs_model else None)
             grid = PeriodGrid.build(origin, grid_periods)
         if WEIGHTED_PIPELINE in methods:
             forecasts[WEIGHTED_PIPELINE] = forecast_table(
@@ -323,12 +325,13 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     return Backtest(results, backtest_metrics(results), [o.date().isoformat() for o in origins], info)
 
 
-def pipeline_as_of(timeline, origin, close_dates: pd.Series) -> pd.DataFrame:
+def pipeline_as_of(timeline, origin, close_dates: pd.Series, scored: pd.DataFrame | None = None) -> pd.DataFrame:
     """The deals open at `origin` as they were then (stage, CRM probability), with the expected
-    close date from `close_dates` (deal_key -> date; see the module note on its leak)."""
+    close date from `close_dates` (deal_key -> date; see the module note on its leak). scored:
+    ForecastInputs.open_deals at the same origin, if already built (the same deals and values)."""
     from ml.features import open_deal_features
 
-    X = open_deal_features(timeline, origin)
+    X = open_deal_features(timeline, origin) if scored is None else scored
     keys = X["deal_key"].astype(str)
     return pd.DataFrame({
         "deal_key": keys.to_numpy(), "pipeline": X["pipeline"].astype(str).to_numpy(),

@@ -121,17 +121,23 @@ def test_a_timeline_cut_at_an_earlier_cutoff_is_the_one_prepared_there(company):
 
 
 def _per_origin_prepare(monkeypatch, deals, events, stages):
-    """The backtest as it was: the timeline prepared from the frames again at each origin."""
+    """The backtest as it was: the timeline prepared from the frames again at each origin, the
+    open deals' features built again for the baselines, every merge against the whole frames."""
     import ml.backtest
+    import ml.features
     from ml.features import prepare
 
     monkeypatch.setattr(ml.backtest, "at_cutoff",
                         lambda full, origin: prepare(deals, events, stages, cutoff=origin))
+    pipeline_as_of = ml.backtest.pipeline_as_of
+    monkeypatch.setattr(ml.backtest, "pipeline_as_of",
+                        lambda timeline, origin, close_dates, scored=None: pipeline_as_of(timeline, origin, close_dates))
+    monkeypatch.setattr(ml.features, "_rows_of", lambda frame, deal_idx, n_deals: frame)
 
 
 def test_the_backtest_gives_what_the_per_origin_preparation_gave(monkeypatch):
     """Same results and metrics (same seeds) with the timeline prepared once and cut at each
-    origin as with it prepared from the frames at each origin."""
+    origin, and the open deals' features built once, as the per-origin code gave."""
     from ml.backtest import run_backtest
     from voronka.simulator.company import simulate_company
     from voronka.simulator.ml_frames import ml_frames
