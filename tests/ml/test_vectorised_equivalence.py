@@ -249,7 +249,7 @@ def test_one_incidence_pass_gives_both_scores(company):
 def test_features_of_a_few_deals_read_only_their_events_as_reading_all_gave(company, monkeypatch):
     """build_features merges as of the events, states and history of the requested deals only
     (ml.features._rows_of): the same features as against the whole frames."""
-    import ml.features as features
+    from ml import features
 
     deals, events, stages = company["deals"], company["stage_events"], company["pipeline_stages"]
     history = deals[["deal_key", "created_at", "amount_reporting", "owner"]].rename(
