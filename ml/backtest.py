@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ml.features import _ts, examples_from_timeline, prepare
+from ml.features import _ts, at_cutoff, examples_from_timeline, prepare
 from ml.forecast import (
     ALL,
     MODEL,
@@ -258,11 +258,13 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     pipelines = sorted(deals["pipeline"].dropna().astype(str).unique().tolist())
     monthly = monthly_bookings(won, pipelines)
     rows, fitted, timings = [], None, {"models": 0.0, "forecasts": 0.0}
+    # Prepared once and cut at each origin (the same frames as prepare(cutoff=origin)).
+    full = prepare(deals, stage_events, pipeline_stages, cutoff=data_end, deal_history=deal_history)
     for i, origin in enumerate(origins):
         periods = horizon_periods(origin, data_end)
         if not periods:
             continue
-        timeline = prepare(deals, stage_events, pipeline_stages, cutoff=origin, deal_history=deal_history)
+        timeline = at_cutoff(full, origin)
         needs_model = MODEL in methods or STAGE_WIN_RATE in methods
         if needs_model and (fitted is None or i % max(retrain_every_months, 1) == 0):
             fitted = fit_models(timeline, seed=seed, max_examples=max_examples, cap_per_deal=cap_per_deal)
@@ -283,7 +285,9 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
                                               correlation=correlation, periods=grid_periods)
         open_deals = None
         if WEIGHTED_PIPELINE in methods or STAGE_WIN_RATE in methods:
-            open_deals = pipeline_as_of(timeline, origin, close_dates)
+            # The model's inputs hold the same open deals: their features are not built twice.
+            open_deals = pipeline_as_of(timeline, origin, close_dates,
+                                        scored=inputs.open_deals if needs_model else None)
             grid = PeriodGrid.build(origin, grid_periods)
         if WEIGHTED_PIPELINE in methods:
             forecasts[WEIGHTED_PIPELINE] = forecast_table(
@@ -321,12 +325,13 @@ def run_backtest(deals: pd.DataFrame, stage_events: pd.DataFrame, pipeline_stage
     return Backtest(results, backtest_metrics(results), [o.date().isoformat() for o in origins], info)
 
 
-def pipeline_as_of(timeline, origin, close_dates: pd.Series) -> pd.DataFrame:
+def pipeline_as_of(timeline, origin, close_dates: pd.Series, scored: pd.DataFrame | None = None) -> pd.DataFrame:
     """The deals open at `origin` as they were then (stage, CRM probability), with the expected
-    close date from `close_dates` (deal_key -> date; see the module note on its leak)."""
+    close date from `close_dates` (deal_key -> date; see the module note on its leak). scored:
+    ForecastInputs.open_deals at the same origin, if already built (the same deals and values)."""
     from ml.features import open_deal_features
 
-    X = open_deal_features(timeline, origin)
+    X = open_deal_features(timeline, origin) if scored is None else scored
     keys = X["deal_key"].astype(str)
     return pd.DataFrame({
         "deal_key": keys.to_numpy(), "pipeline": X["pipeline"].astype(str).to_numpy(),

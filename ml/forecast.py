@@ -73,13 +73,17 @@ DAY = pd.Timedelta(days=1)
 # ---------------------------------------------------------------- periods
 
 def assign_period(expected_close: pd.Series, period: Period, as_of: date) -> np.ndarray:
-    """Boolean mask: which open deals are expected to close in `period` (as of `as_of`)."""
-    close = pd.to_datetime(expected_close).dt.date
-    in_period = close.map(lambda d: d is not None and not pd.isna(d) and period.contains(d))
+    """Boolean mask: which open deals are expected to close in `period` (as of `as_of`); in the
+    current period also the overdue and undated ones. Whole days compared as datetime64[D]
+    (a per-deal Python date took 5-10 s on the 1M-deal snapshot)."""
+    close = pd.to_datetime(pd.Series(expected_close))
+    if getattr(close.dt, "tz", None) is not None:  # the local calendar day, as .dt.date gives
+        close = close.dt.tz_localize(None)
+    day = close.dt.normalize().to_numpy("datetime64[ns]").astype("datetime64[D]")
+    in_period = (day >= np.datetime64(period.start, "D")) & (day <= np.datetime64(period.end, "D"))
     if period.contains(as_of):
-        overdue = close.map(lambda d: d is None or pd.isna(d) or d < as_of)
-        in_period = in_period | overdue
-    return in_period.to_numpy(dtype=bool)
+        in_period |= np.isnat(day) | (day < np.datetime64(as_of, "D"))
+    return in_period
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,7 @@ def forecast_calibration(win_model, ttc_model, timeline, window_days: int = 365,
     def clock(rows, fallback=1.0):
         if rows.sum() < 30:
             return fallback
-        target = observed[rows].mean(axis=0)
-        errors = [((curves_at(curves[rows], CLOCK_HORIZONS[None, :] / s).mean(axis=0) - target) ** 2).sum()
-                  for s in CLOCK_SCALES]
-        return float(CLOCK_SCALES[int(np.argmin(errors))])
+        return clock_scale(curves[rows], observed[rows])
 
     out = []
     all_amounts = examples["amount_reporting"].fillna(0).to_numpy(float)
@@ -108,6 +105,19 @@ def forecast_calibration(win_model, ttc_model, timeline, window_days: int = 365,
                             "clock": clock(w_rows, pipe_clock) if len(winners) else 1.0,
                             "rows": int(l_rows.sum()), "winners": int(w_rows.sum())})
     return pd.DataFrame(out, columns=columns)
+
+
+def clock_scale(curves: np.ndarray, observed: np.ndarray) -> float:
+    """The scale s of CLOCK_SCALES whose rescaled curves G(h / s), averaged over the winners,
+    best match the share of them observed won within each h of CLOCK_HORIZONS (least squares).
+    curves: (winners, days) normalised daily curves; observed: (winners, horizons) booleans.
+    Reading a curve is linear in its values, so the winners' mean curve is read once at every
+    (scale, horizon) instead of every winner's curve 61 times (8 s of the 100k backtest)."""
+    target = observed.mean(axis=0)
+    days = (CLOCK_HORIZONS[None, :] / CLOCK_SCALES[:, None]).reshape(1, -1)
+    fitted = curves_at(curves.mean(axis=0)[None, :], days).reshape(len(CLOCK_SCALES), len(CLOCK_HORIZONS))
+    errors = ((fitted - target[None, :]) ** 2).sum(axis=1)
+    return float(CLOCK_SCALES[int(np.argmin(errors))])
 
 
 TIMING_HORIZONS = np.array([7.0, 14.0, 21.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0, 180.0])

@@ -23,6 +23,8 @@ import pandas as pd
 from ml.forecast import ALL, MODEL
 
 OK, WARN, ERROR = "ok", "warn", "error"
+# The year the coverage detail compares the pipeline with (typical stage counts, segment shares).
+WINDOW_DAYS = 365
 
 
 @dataclass
@@ -174,7 +176,7 @@ def missing_fx(by_currency: pd.DataFrame, reporting_currency: str) -> Health:
 
 # ---------------------------------------------------------------- where a pipeline is short
 
-def typical_stage_counts(stays: pd.DataFrame, as_of, window_days: int = 365) -> pd.DataFrame:
+def typical_stage_counts(stays: pd.DataFrame, as_of, window_days: int = WINDOW_DAYS) -> pd.DataFrame:
     """Average number of deals in each open stage over the `window_days` before `as_of`: the
     time the stays spent inside the window / the window (Little's law from the stays).
 
@@ -206,7 +208,7 @@ def stage_shortfall(open_deals: pd.DataFrame, typical: pd.DataFrame, pipeline: s
 
 
 def segment_shortfall(period_open: pd.DataFrame, won: pd.DataFrame, required_pipeline: float, as_of,
-                      window_days: int = 365) -> pd.DataFrame:
+                      window_days: int = WINDOW_DAYS) -> pd.DataFrame:
     """Segments whose open pipeline for the period is below their share of the last year's
     bookings times the pipeline the period requires (required coverage x gap).
 

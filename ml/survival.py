@@ -215,9 +215,18 @@ class TimeToCloseModel(BaseEstimator):
     def predict_won_within(self, X: pd.DataFrame, horizons) -> np.ndarray:
         """P(won within h days of the as-of date) for each row and each h (clipped to the
         horizon the model was fitted for)."""
+        return self._won_within(self._incidence(X), horizons)
+
+    def _won_within(self, cif: np.ndarray, horizons) -> np.ndarray:
         h = np.clip(np.floor(np.atleast_1d(np.asarray(horizons, dtype=float))), 0,
                     self.horizon_days).astype(int)
-        return self._incidence(X)[:, h]
+        return cif[:, h]
+
+    def won_within_and_close_date(self, X: pd.DataFrame, horizons) -> tuple[np.ndarray, pd.Series]:
+        """predict_won_within and expected_close_date from one incidence computation (the
+        deal scores need both; each is a (deals x 366 days) pass)."""
+        cif = self._incidence(X)
+        return self._won_within(cif, horizons), _close_date(X, _median_days(cif))
 
     def predict_close_given_win(self, X: pd.DataFrame, horizons) -> np.ndarray:
         """P(closes within h days | won within the model horizon): for the forecast's
@@ -231,16 +240,10 @@ class TimeToCloseModel(BaseEstimator):
     def expected_close_days(self, X: pd.DataFrame) -> np.ndarray:
         """Median days to close for a deal that is won within the horizon (NaN if it almost
         surely is not)."""
-        cif = self._incidence(X)
-        total = cif[:, -1]
-        reached = cif >= 0.5 * total[:, None]
-        days = np.argmax(reached, axis=1).astype(float)
-        return np.where(total > 1e-6, days, np.nan)
+        return _median_days(self._incidence(X))
 
     def expected_close_date(self, X: pd.DataFrame) -> pd.Series:
-        days = self.expected_close_days(X)
-        return (pd.to_datetime(X["as_of"]).reset_index(drop=True)
-                + pd.to_timedelta(days, unit="D")).dt.normalize()
+        return _close_date(X, self.expected_close_days(X))
 
 
 class StageCumulativeIncidenceBaseline(BaseEstimator):
@@ -280,6 +283,24 @@ class StageCumulativeIncidenceBaseline(BaseEstimator):
     predict_close_given_win = TimeToCloseModel.predict_close_given_win
     expected_close_days = TimeToCloseModel.expected_close_days
     expected_close_date = TimeToCloseModel.expected_close_date
+
+    def won_within_and_close_date(self, X: pd.DataFrame, horizons) -> tuple[np.ndarray, pd.Series]:
+        # Its P(won within h) reads the curves at h itself, not at whole days.
+        return self.predict_won_within(X, horizons), self.expected_close_date(X)
+
+
+def _median_days(cif: np.ndarray) -> np.ndarray:
+    """Days until half the chance to be won within the horizon is reached (NaN where that
+    chance is ~0), per row of daily incidence curves."""
+    total = cif[:, -1]
+    reached = cif >= 0.5 * total[:, None]
+    days = np.argmax(reached, axis=1).astype(float)
+    return np.where(total > 1e-6, days, np.nan)
+
+
+def _close_date(X: pd.DataFrame, days: np.ndarray) -> pd.Series:
+    return (pd.to_datetime(X["as_of"]).reset_index(drop=True)
+            + pd.to_timedelta(days, unit="D")).dt.normalize()
 
 
 def evaluate_time_to_close(examples: pd.DataFrame, split_date,

@@ -9,7 +9,7 @@ import pandas as pd
 from ml import health
 from ml.coverage import NO_TARGET
 from ml.coverage import pipeline_coverage as compute_coverage
-from ml.features import prepare
+from ml.features import DEAL_COLUMNS, prepare
 from ml.forecast import (
     ALL,
     FORECAST_COLUMNS,
@@ -127,7 +127,7 @@ def revenue_forecast(context: dg.AssetExecutionContext, workspace: WorkspaceReso
     as_of = workspace.as_of_time()
     with workspace.connect() as con:
         snapshot, bookings, targets = _inputs(con)
-        frames = canonical_frames(con, as_of)
+        frames = canonical_frames(con, as_of, deal_columns=DEAL_COLUMNS)
         scoped_targets, scoped_bookings = _scoped(con, as_of)
         if len(scoped_targets):
             targets = pd.concat([targets, scoped_targets], ignore_index=True)
@@ -321,11 +321,17 @@ def coverage_detail(con, coverage: pd.DataFrame, as_of) -> tuple[pd.DataFrame, p
     if short.empty:
         return pd.DataFrame(), pd.DataFrame()
     snapshot = read_table(con, "main.mart_pipeline_snapshot")
+    # Only the rows the year's window can count (the open-stage stays that had not ended before it,
+    # the deals won inside it), not every stay and deal of the warehouse (~20 s at 1M deals).
+    as_of = pd.Timestamp(as_of)
+    start = (as_of - pd.Timedelta(days=health.WINDOW_DAYS)).to_pydatetime()
     stays = con.execute("select pipeline, stage, stage_kind, entered_at, exited_at "
-                        "from main.fct_stage_transitions").df()
+                        "from main.fct_stage_transitions where stage_kind = 'open' "
+                        "and (exited_at is null or exited_at > ?)", [start]).df()
     typical = health.typical_stage_counts(stays, as_of)
-    frames = canonical_frames(con, pd.Timestamp(as_of).to_pydatetime())
-    won = frames["deals"][frames["deals"]["outcome"] == "won"]
+    won = con.execute("select pipeline, segment, amount_reporting, closed_at from main.ml_deals "
+                      "where outcome = 'won' and closed_at > ? and closed_at <= ?",
+                      [start, as_of.to_pydatetime()]).df()
     stages, segments = [], []
     for r in short.itertuples():
         scope = f"{r.period} {r.pipeline}"

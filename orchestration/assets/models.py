@@ -4,6 +4,7 @@ import math
 
 import dagster as dg
 
+from ml.features import DEAL_COLUMNS
 from ml.registry import (
     TIME_TO_CLOSE,
     TTC_HEADLINE,
@@ -53,7 +54,7 @@ def trained_models(context: dg.AssetExecutionContext, workspace: WorkspaceResour
     config = workspace.config()
     as_of = workspace.as_of_time()
     with workspace.connect() as con:
-        frames = canonical_frames(con, as_of)
+        frames = canonical_frames(con, as_of, deal_columns=DEAL_COLUMNS)
     # The note names the step running, so a long fit does not read as stuck on the one before.
     steps = [*TRAINING_STEPS, "trained"]
     with progress.task("model training", total=len(TRAINING_STEPS), note=steps[0]) as bar:
@@ -105,7 +106,7 @@ def deal_scores(context: dg.AssetExecutionContext, workspace: WorkspaceResource)
     as_of = workspace.as_of_time()
     store = workspace.workspace.model_store()
     with workspace.connect() as con:
-        frames = canonical_frames(con, as_of)
+        frames = canonical_frames(con, as_of, deal_columns=DEAL_COLUMNS)
         try:
             win, win_card, win_in_use = _load_in_use(store, WIN_MODEL)
             ttc, ttc_card, ttc_in_use = _load_in_use(store, TIME_TO_CLOSE)
@@ -179,7 +180,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, workspace: WorkspaceRes
     config = workspace.config()
     as_of = workspace.as_of_time()
     with workspace.connect() as con:
-        frames = canonical_frames(con, as_of)
+        frames = canonical_frames(con, as_of, deal_columns=DEAL_COLUMNS)
     # run_backtest reports each origin done as "origin 2025-01-01 (3/23)": the bar takes its
     # count and total from there.
     with progress.task("forecast backtest", note="first origin") as bar:

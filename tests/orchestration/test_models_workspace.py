@@ -85,7 +85,7 @@ def test_a_young_org_trains_without_failing_and_the_gate_check_says_why(tmp_path
 
     young = ml_frames(simulate_company(n_deals=120, seed=3, end_date=date(2026, 6, 30), years=0.25))
     frames = {k: young[k] for k in ("deals", "stage_events", "pipeline_stages")}
-    monkeypatch.setattr(model_assets, "canonical_frames", lambda con, as_of: frames)
+    monkeypatch.setattr(model_assets, "canonical_frames", lambda con, as_of, **columns: frames)
     ws = Workspace(tmp_path / "young").create()
     duckdb.connect(str(ws.warehouse)).close()
     result = dg.materialize([model_assets.trained_models], raise_on_error=False,
