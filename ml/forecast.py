@@ -51,6 +51,7 @@ from ml.forecast_calibration import (
     forecast_timing,
 )
 from ml.montecarlo import simulate_won_by
+from ml.names import ALL, MODEL, WEIGHTED_PIPELINE  # noqa: F401  (others import them from here)
 from ml.new_pipeline import (
     NewPipeline,
     creation_rate,
@@ -59,8 +60,6 @@ from ml.new_pipeline import (
 )
 from ml.periods import Period, current_and_next
 
-ALL = "all"
-MODEL, WEIGHTED_PIPELINE = "model", "weighted_pipeline"
 METHODS = (MODEL, WEIGHTED_PIPELINE)
 FORECAST_COLUMNS = [
     "period", "period_grain", "pipeline", "segment", "owner", "currency", "target", "booked",

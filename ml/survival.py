@@ -37,7 +37,7 @@ from lifelines import CoxPHFitter
 from sklearn.base import BaseEstimator, clone
 
 from ml import metrics
-from ml.features import FINAL_STATE_FEATURES, final_state_leaks
+from ml.leaks import FINAL_STATE_FEATURES, final_state_leaks
 from ml.win_model import labels_known_at
 
 CAUSES = ("won", "lost")

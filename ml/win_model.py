@@ -29,13 +29,8 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ml import metrics
-from ml.features import (
-    CATEGORICAL_FEATURES,
-    FEATURES,
-    FINAL_STATE_FEATURES,
-    NUMERIC_FEATURES,
-    final_state_leaks,
-)
+from ml.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from ml.leaks import FINAL_STATE_FEATURES, final_state_leaks
 from ml.win_baselines import StageWinRateBaseline, crm_baseline
 
 OTHER = "(other)"
@@ -60,7 +55,7 @@ class WinModel(ClassifierMixin, BaseEstimator):
     n_threads: OpenMP threads for the booster (None = all cores). Default 1: on a small shared
     machine (2 cores, other work running) two threads measured 2-4x slower than one.
     final_state_features: features left out when, on the training rows, whether they are known
-    tells the outcome (ml.features.final_state_leaks; why in `leaks_`).
+    tells the outcome (ml.leaks.final_state_leaks; why in `leaks_`).
     """
 
     def __init__(self, categorical_features=None, numeric_features=None, max_iter=300,

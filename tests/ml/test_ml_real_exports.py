@@ -16,7 +16,8 @@ import pytest
 from sklearn.base import clone
 
 from ml import metrics
-from ml.features import build_training_examples, final_state_leaks
+from ml.features import build_training_examples
+from ml.leaks import final_state_leaks
 from ml.registry import check_gate
 from ml.scoring import (
     WinArtifact,

@@ -77,7 +77,7 @@ def backtest_tables(workspace: Workspace) -> tuple[list[dict], list[dict]]:
     """(per-origin rows, metrics per method and horizon) from main.backtest_results."""
     import pandas as pd
 
-    from ml.backtest import backtest_metrics
+    from ml.backtest_metrics import backtest_metrics
 
     origins = _read(workspace, "main.backtest_results", "origin, method, horizon, pipeline = 'all' desc, pipeline")
     if not origins:

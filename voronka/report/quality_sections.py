@@ -34,9 +34,7 @@ BACKTEST_HORIZONS = ("quarter+0", "month+0", "quarter+1", "month+1")
 
 
 def _backtest_methods(frame: pd.DataFrame) -> list[dict]:
-    from ml.backtest import (
-        forecast_metrics,  # scikit-learn and lifelines load only when needed
-    )
+    from ml.backtest_metrics import forecast_metrics
 
     rows = []
     for method, g in frame.groupby("method", sort=False):
