@@ -54,12 +54,15 @@ class SuiteResult:
 def validate(con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None) -> list[SuiteResult]:
     """Run every suite on the given raw tables (default: all) of the warehouse."""
     chosen = [s for s in SUITES if tables is None or s.table in set(tables)]
-    frames = {t: _frame(con, t) for t in dict.fromkeys(s.table for s in chosen)}
+    frames = {t: frame_of(con, t) for t in dict.fromkeys(s.table for s in chosen)}
     return validate_frames(frames, chosen)
 
 
-def _frame(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
-    frame = con.execute(TABLE_QUERIES[table]).df()
+def frame_of(con: duckdb.DuckDBPyConnection, table: str, query: str | None = None,
+             params: list | None = None) -> pd.DataFrame:
+    """The frame the table's suites read: TABLE_QUERIES[table], or a query selecting some of its
+    rows (voronka/quality/batch.py)."""
+    frame = con.execute(query or TABLE_QUERIES[table], params or []).df()
     for column in frame.columns[[pd.api.types.is_datetime64_any_dtype(t) for t in frame.dtypes]]:
         # GX compares datetime64[ns] vectorised, other resolutions row by row in Python.
         frame[column] = frame[column].astype("datetime64[ns]")
