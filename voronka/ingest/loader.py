@@ -399,6 +399,27 @@ def _known_stages(con: duckdb.DuckDBPyConnection, frames: dict) -> pd.DataFrame:
     return known.drop_duplicates(["pipeline", "stage"])
 
 
+def _pair_known(pipelines: pd.Series, stages: pd.Series, known_pairs: set) -> np.ndarray:
+    """Whether each row's 'pipeline\x1fstage' is in known_pairs: decided once per distinct pair (a
+    few dozen) instead of building a string per row (10 s on 4M events); rows with a missing
+    value the row-wise way."""
+    p_codes, p_values = pd.factorize(pipelines)
+    s_codes, s_values = pd.factorize(stages)
+    base = len(s_values) + 1
+    combos, inverse = np.unique(p_codes.astype(np.int64) * base + s_codes + 1, return_inverse=True)
+
+    def known(combo: int) -> bool:
+        p, s = divmod(int(combo), base)
+        return p >= 0 and s > 0 and f"{p_values[p]}\x1f{s_values[s - 1]}" in known_pairs
+
+    result = np.array([known(c) for c in combos], dtype=bool)[inverse.reshape(-1)]
+    missing = (p_codes < 0) | (s_codes < 0)
+    if missing.any():
+        pair = pipelines[missing].astype(str) + "\x1f" + stages[missing].astype(str)
+        result[missing] = pair.isin(known_pairs).to_numpy()
+    return result
+
+
 def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.DataFrame, list[dict]]:
     """Checks that need more than one row or another table; returns (good rows, quarantined)."""
     frame = frame.reset_index(drop=True)
@@ -418,9 +439,8 @@ def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.Da
         known_pipelines = set(stages["pipeline"])
         flag(~frame["pipeline"].isin(known_pipelines),
              lambda rows: "unknown pipeline '" + rows["pipeline"].astype(str) + "' (no stages loaded for it)")
-        pair = frame["pipeline"].astype(str) + "\x1f" + frame[stage_col].astype(str)
         known_pairs = set(stages["pipeline"] + "\x1f" + stages["stage"])
-        flag(~pair.isin(known_pairs),
+        flag(~_pair_known(frame["pipeline"], frame[stage_col], known_pairs),
              lambda rows: "unknown stage '" + rows[stage_col].astype(str) + "' for pipeline '"
              + rows["pipeline"].astype(str) + "'")
     if table == "deals":
@@ -442,7 +462,7 @@ def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.Da
         else:
             flag(dup, label)
     bad = _reasons_to_rows(frame, reasons, derived=False)
-    return frame[reasons == ""], bad
+    return (frame[reasons == ""] if bad else frame), bad
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, export_file: str) -> int:
@@ -450,12 +470,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, exp
     if frame.empty:
         return 0
     cols = column_names(table) + (list(ROW_FLAG_NAMES) if table == "deals" else [])
-    data = frame.copy()
+    # The frame's own columns, not a copy of them (a copy of 4M rows took seconds).
+    data = pd.DataFrame({c: frame[c] if c in frame else None for c in cols}, index=frame.index, copy=False)
     data["export_file"] = export_file if "export_file" in cols else None
-    for c in cols:
-        if c not in data:
-            data[c] = None
-    data = data[cols]
     keys = PRIMARY_KEYS[table]
     con.register("incoming", data)
     try:

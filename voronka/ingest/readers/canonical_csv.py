@@ -120,7 +120,7 @@ def parse_frame(table: str, raw: pd.DataFrame, source_system: str | None = None,
         RejectedRow(int(row_number[i]), {k: str(v) for k, v in raw.iloc[i].items()}, reasons[i])
         for i in np.flatnonzero(bad)
     ]
-    good = out[~bad].copy()
+    good = out[~bad].copy() if bad.any() else out  # no copy of a clean file's millions of rows
     good["_row_number"] = row_number[~bad]
     if table == "deals":
         good.insert(0, "deal_key", good["source_system"] + ":" + good["native_id"])
@@ -143,21 +143,32 @@ def parse_frame(table: str, raw: pd.DataFrame, source_system: str | None = None,
 
 
 def _stripped(column: pd.Series) -> pd.Series:
-    """The column's text stripped, NaN for empty, as objects. Arrow-backed text (the CSV fast
+    """The column's text stripped, missing for empty, as objects. Arrow-backed text (the CSV fast
     path) is stripped by Arrow: Python's per-value str.strip over millions of cells was the
     slowest part of reading a large file."""
     if not isinstance(column.dtype, pd.StringDtype) or column.dtype.storage not in ("pyarrow", "pyarrow_numpy"):
         text = column.astype(str).str.strip()
         return text.where(text.str.len() > 0)
     values = pc.utf8_trim_whitespace(pa.chunked_array(pa.array(column.array)))
-    # Python also strips \x1c-\x1f, which Arrow keeps: those few values go through str.strip.
-    odd = pc.match_substring_regex(values, r"^[\x1c-\x1f]|[\x1c-\x1f]$").to_numpy(zero_copy_only=False)
+    # Python also strips \x1c-\x1f, which Arrow keeps: those few values go through str.strip
+    # (looked for value by value only when the column's bytes hold one at all).
+    odd = np.zeros(len(column), dtype=bool)
+    if any(_holds_separator_bytes(chunk) for chunk in values.chunks):
+        odd = pc.match_substring_regex(values, r"^[\x1c-\x1f]|[\x1c-\x1f]$").to_numpy(zero_copy_only=False)
     values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
     text = pd.Series(values.to_numpy(zero_copy_only=False), index=column.index, dtype=object)
     if odd.any():
         fixed = text[odd].str.strip()
         text[odd] = fixed.where(fixed.str.len() > 0)
-    return text.where(text.notna())  # NaN for empty, as str.len() > 0 gives
+    return text  # None for empty (the other path's NaN: ParsedExport makes both None)
+
+
+def _holds_separator_bytes(chunk: pa.Array) -> bool:
+    data = chunk.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool(((raw >= 0x1C) & (raw <= 0x1F)).any())
 
 
 def event_keys(deal_keys: pd.Series, stages: pd.Series, entered_at: pd.Series) -> pd.Series:
