@@ -422,7 +422,8 @@ def _pair_known(pipelines: pd.Series, stages: pd.Series, known_pairs: set) -> np
 
 def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.DataFrame, list[dict]]:
     """Checks that need more than one row or another table; returns (good rows, quarantined)."""
-    frame = frame.reset_index(drop=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):  # (a reset copies every column)
+        frame = frame.reset_index(drop=True)
     reasons = pd.Series("", index=frame.index, dtype=object)
 
     def flag(mask, message) -> None:
