@@ -155,8 +155,13 @@ def _stripped(column: pd.Series) -> pd.Series:
     odd = np.zeros(len(column), dtype=bool)
     if any(_holds_separator_bytes(chunk) for chunk in values.chunks):
         odd = pc.match_substring_regex(values, r"^[\x1c-\x1f]|[\x1c-\x1f]$").to_numpy(zero_copy_only=False)
-    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
-    text = pd.Series(values.to_numpy(zero_copy_only=False), index=column.index, dtype=object)
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values).combine_chunks()
+    # One Python str per distinct value, shared by its rows: a 4M-row file repeats a few pipelines,
+    # stages and origins, and a str per cell was most of the memory of reading it.
+    encoded = pc.dictionary_encode(values)
+    words = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), None)
+    codes = encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
+    text = pd.Series(words[codes], index=column.index, dtype=object)
     if odd.any():
         fixed = text[odd].str.strip()
         text[odd] = fixed.where(fixed.str.len() > 0)
