@@ -41,15 +41,14 @@ def validate_new(con: duckdb.DuckDBPyConnection, table: str) -> list[SuiteResult
     suites = [s for s in SUITES if s.table == table]
     if state is None or state[1] != stage_list:
         frame = frame_of(con, table)
-    elif table == "pipeline_stages":
-        frame = None  # no file rows of its own: new only when the stage list changed
+    elif table == "pipeline_stages":  # no file rows of its own: new only when the list changed
+        return [_nothing_new(suite) for suite in suites]
     else:
-        through = state[0]
         frame = frame_of(con, table, f"select * from ({TABLE_QUERIES[table]}) q "
                                      f"where q.deal_key in {_NEW_DEALS} or q.deal_key is null",
-                         [through, through])
-    if frame is None or (state is not None and state[1] == stage_list and frame.empty):
-        return [_nothing_new(suite) for suite in suites]
+                         [state[0], state[0]])
+        if frame.empty:
+            return [_nothing_new(suite) for suite in suites]
     results = validate_frames({table: frame}, suites)
     if all(r.success for r in results) and newest is not None:
         con.execute(f"delete from {STATE} where table_name = ?", [table])
