@@ -33,6 +33,7 @@ from voronka.ingest.canonical import (
     ParsedExport,
     column_names,
 )
+from voronka.ingest.outcomes import resettle_unknown_outcomes
 from voronka.ingest.readers import canonical_table, read_export
 from voronka.ingest.snapshots import (
     VALUE_HISTORIES,
@@ -340,33 +341,6 @@ def _created_from_first_events(con: duckdb.DuckDBPyConnection) -> None:
     """).fetchall()
 
 
-def resettle_unknown_outcomes(con: duckdb.DuckDBPyConnection, rules: dict) -> int:
-    """Deals and stages already loaded with outcome (kind) unknown that stage_outcomes (or the
-    defaults) now settle: updated in place, so adding a rule needs no reload. Returns deals settled."""
-    unknown = con.execute("select deal_key, pipeline, current_stage, outcome, closed_at from raw.deals "
-                          "where outcome = 'unknown'").df()
-    stages = con.execute("select pipeline, stage, kind from raw.pipeline_stages where kind = 'unknown'").df()
-    settled_deals = outcomes.settle_deals(unknown, rules) if len(unknown) else unknown
-    changed = settled_deals[settled_deals["outcome"] != "unknown"] if len(unknown) else unknown
-    settled_stages = outcomes.settle_stages(stages, rules) if len(stages) else stages
-    changed_stages = settled_stages[settled_stages["kind"] != "unknown"] if len(stages) else stages
-    if len(changed):
-        con.register("settled_deals", changed[["deal_key", "outcome", "closed_at"]])
-        try:
-            con.execute("update raw.deals set outcome = s.outcome, closed_at = s.closed_at "
-                        "from settled_deals s where raw.deals.deal_key = s.deal_key")
-        finally:
-            con.unregister("settled_deals")
-    if len(changed_stages):
-        con.register("settled_stages", changed_stages)
-        try:
-            con.execute("update raw.pipeline_stages set kind = s.kind from settled_stages s "
-                        "where raw.pipeline_stages.pipeline = s.pipeline and raw.pipeline_stages.stage = s.stage")
-        finally:
-            con.unregister("settled_stages")
-    return len(changed)
-
-
 def _row_json(frame: pd.DataFrame, idx: np.ndarray) -> list[dict]:
     sub = frame.iloc[idx].drop(columns=["_row_number"], errors="ignore")
     return json.loads(sub.to_json(orient="records", date_format="iso", force_ascii=False))
@@ -472,7 +446,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, exp
         return 0
     cols = column_names(table) + (list(ROW_FLAG_NAMES) if table == "deals" else [])
     # The frame's own columns, not a copy of them (a copy of 4M rows took seconds).
-    data = pd.DataFrame({c: frame[c] if c in frame else None for c in cols}, index=frame.index, copy=False)
+    data = pd.DataFrame({c: frame.get(c) for c in cols}, index=frame.index, copy=False)
     data["export_file"] = export_file if "export_file" in cols else None
     keys = PRIMARY_KEYS[table]
     con.register("incoming", data)

@@ -19,7 +19,12 @@ from dataclasses import asdict
 import duckdb
 
 from voronka.quality.suites import SUITES, TABLE_QUERIES
-from voronka.quality.validate import ExpectationOutcome, SuiteResult, frame_of, validate_frames
+from voronka.quality.validate import (
+    ExpectationOutcome,
+    SuiteResult,
+    frame_of,
+    validate_frames,
+)
 
 STATE = "raw.quality_state"
 # Names of files whose newest load is at or before the watermark: their rows were validated.

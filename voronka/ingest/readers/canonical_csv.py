@@ -183,8 +183,9 @@ def event_keys(deal_keys: pd.Series, stages: pd.Series, entered_at: pd.Series) -
     frame = pd.DataFrame({"d": deal_keys.to_numpy(dtype=object), "s": stages.to_numpy(dtype=object),
                           "t": pd.to_datetime(entered_at).to_numpy()})
     with duckdb.connect() as con:
+        con.register("events", frame)
         keys = con.execute("select substr(sha1(d || '|' || s || '|' || strftime(t, '%Y-%m-%d %H:%M:%S')), 1, 20) "
-                           "as k from frame").fetchnumpy()["k"]
+                           "as k from events").fetchnumpy()["k"]
     return pd.Series(np.asarray(keys, dtype=object), index=deal_keys.index)
 
 
