@@ -6,7 +6,7 @@ import dagster as dg
 
 from orchestration.assets.ingest import RAW_KEYS
 from orchestration.resources import WorkspaceResource
-from voronka.quality import SUITES, SuiteResult, validate
+from voronka.quality import SUITES, SuiteResult, validate_new
 
 
 def _check_result(result: SuiteResult) -> dg.AssetCheckResult:
@@ -38,7 +38,8 @@ def _table_checks(table: str) -> dg.AssetChecksDefinition:
     )
     def _check(workspace: WorkspaceResource):
         with workspace.connect() as con:
-            results = validate(con, tables=[table])
+            # Only the rows changed since the suites last passed (voronka/quality/batch.py).
+            results = validate_new(con, table)
         for result in results:
             yield _check_result(result)
 

@@ -33,7 +33,8 @@ from voronka.ingest.canonical import (
     ParsedExport,
     column_names,
 )
-from voronka.ingest.readers import read_export
+from voronka.ingest.outcomes import resettle_unknown_outcomes
+from voronka.ingest.readers import canonical_table, read_export
 from voronka.ingest.snapshots import (
     VALUE_HISTORIES,
     rebuild_from_snapshots,
@@ -112,14 +113,18 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
     without `mapping` whose name matches one of `sources` ([(glob, mapping path)], voronka.yaml)
     is read with that source's mapping. stage_outcomes (voronka/ingest/outcomes.py) settles
     closed deals of unknown outcome, the ones already loaded too.
-    progress, if given, is called after each step — every file is read, then loaded — with
-    "read deals.csv (1/4)" (two steps per file; a file skipped or refused takes both at once).
+    progress, if given, is called after each step — a file is read, then loaded (a canonical CSV
+    just before it is loaded) — with "read deals.csv (1/4)" (two steps per file; a file skipped or
+    refused takes both at once).
     """
     ensure_raw_schema(con)
     rules = stage_outcomes or {}
     resettle_unknown_outcomes(con, rules)
     results: list[FileResult] = []
-    parsed: list[tuple[Path, str, ParsedExport]] = []
+    # (path, sha, table, parsed export or None, mapping): a canonical CSV names its table in its
+    # header, so it is read only when its turn to load comes and one file's rows at a time are in
+    # memory (reading every file first held 6 GB for a 1M-deal export); other files are read now.
+    pending: list[tuple[Path, str, str, ParsedExport | None, Path | None]] = []
     steps, done = 2 * len(paths), 0
 
     def step(what: str, n: int = 1) -> None:
@@ -127,6 +132,17 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
         done += n
         if progress:
             progress(f"{what} ({done}/{steps})")
+
+    def read(path: Path, file_mapping: Path | None) -> ParsedExport | None:
+        try:
+            export = read_export(path, source=source, mapping=file_mapping, timezone=timezone,
+                                 currency=currency)
+        except VoronkaUserError as err:
+            results.append(FileResult(path.name, "", 0, 0, 0, status="refused", message=str(err)))
+            step(f"refused {path.name}", 2)
+            return None
+        step(f"read {path.name}")
+        return export
 
     for path in paths:
         path = Path(path)
@@ -136,18 +152,18 @@ def load_files(con: duckdb.DuckDBPyConnection, paths: list[Path], source: str = 
                                       message="same content loaded before"))
             step(f"{path.name} already loaded", 2)
             continue
-        try:
-            file_mapping = mapping if mapping is not None or source != "auto" else mapping_for(path, sources)
-            parsed.append((path, sha, read_export(path, source=source, mapping=file_mapping,
-                                                  timezone=timezone, currency=currency)))
-            step(f"read {path.name}")
-        except VoronkaUserError as err:
-            results.append(FileResult(path.name, "", 0, 0, 0, status="refused", message=str(err)))
-            step(f"refused {path.name}", 2)
-    parsed.sort(key=lambda item: LOAD_ORDER.index(item[2].primary_table))
-    for path, sha, export in parsed:
-        results.append(load_parsed(con, path.name, sha, export, stage_outcomes=rules))
-        step(f"loaded {path.name}")
+        file_mapping = mapping if mapping is not None or source != "auto" else mapping_for(path, sources)
+        table = canonical_table(path) if file_mapping is None and source in ("auto", "canonical") else None
+        export = None if table is not None else read(path, file_mapping)
+        if table is not None or export is not None:
+            pending.append((path, sha, table or export.primary_table, export, file_mapping))
+    pending.sort(key=lambda item: LOAD_ORDER.index(item[2]))
+    while pending:
+        path, sha, _, export, file_mapping = pending.pop(0)
+        export = export or read(path, file_mapping)
+        if export is not None:
+            results.append(load_parsed(con, path.name, sha, export, stage_outcomes=rules))
+            step(f"loaded {path.name}")
     return results
 
 
@@ -325,33 +341,6 @@ def _created_from_first_events(con: duckdb.DuckDBPyConnection) -> None:
     """).fetchall()
 
 
-def resettle_unknown_outcomes(con: duckdb.DuckDBPyConnection, rules: dict) -> int:
-    """Deals and stages already loaded with outcome (kind) unknown that stage_outcomes (or the
-    defaults) now settle: updated in place, so adding a rule needs no reload. Returns deals settled."""
-    unknown = con.execute("select deal_key, pipeline, current_stage, outcome, closed_at from raw.deals "
-                          "where outcome = 'unknown'").df()
-    stages = con.execute("select pipeline, stage, kind from raw.pipeline_stages where kind = 'unknown'").df()
-    settled_deals = outcomes.settle_deals(unknown, rules) if len(unknown) else unknown
-    changed = settled_deals[settled_deals["outcome"] != "unknown"] if len(unknown) else unknown
-    settled_stages = outcomes.settle_stages(stages, rules) if len(stages) else stages
-    changed_stages = settled_stages[settled_stages["kind"] != "unknown"] if len(stages) else stages
-    if len(changed):
-        con.register("settled_deals", changed[["deal_key", "outcome", "closed_at"]])
-        try:
-            con.execute("update raw.deals set outcome = s.outcome, closed_at = s.closed_at "
-                        "from settled_deals s where raw.deals.deal_key = s.deal_key")
-        finally:
-            con.unregister("settled_deals")
-    if len(changed_stages):
-        con.register("settled_stages", changed_stages)
-        try:
-            con.execute("update raw.pipeline_stages set kind = s.kind from settled_stages s "
-                        "where raw.pipeline_stages.pipeline = s.pipeline and raw.pipeline_stages.stage = s.stage")
-        finally:
-            con.unregister("settled_stages")
-    return len(changed)
-
-
 def _row_json(frame: pd.DataFrame, idx: np.ndarray) -> list[dict]:
     sub = frame.iloc[idx].drop(columns=["_row_number"], errors="ignore")
     return json.loads(sub.to_json(orient="records", date_format="iso", force_ascii=False))
@@ -384,14 +373,39 @@ def _known_stages(con: duckdb.DuckDBPyConnection, frames: dict) -> pd.DataFrame:
     return known.drop_duplicates(["pipeline", "stage"])
 
 
+def _pair_known(pipelines: pd.Series, stages: pd.Series, known_pairs: set) -> np.ndarray:
+    """Whether each row's 'pipeline\x1fstage' is in known_pairs: decided once per distinct pair (a
+    few dozen) instead of building a string per row (10 s on 4M events); rows with a missing
+    value the row-wise way."""
+    p_codes, p_values = pd.factorize(pipelines)
+    s_codes, s_values = pd.factorize(stages)
+    base = len(s_values) + 1
+    combos, inverse = np.unique(p_codes.astype(np.int64) * base + s_codes + 1, return_inverse=True)
+
+    def known(combo: int) -> bool:
+        p, s = divmod(int(combo), base)
+        return p >= 0 and s > 0 and f"{p_values[p]}\x1f{s_values[s - 1]}" in known_pairs
+
+    result = np.array([known(c) for c in combos], dtype=bool)[inverse.reshape(-1)]
+    missing = (p_codes < 0) | (s_codes < 0)
+    if missing.any():
+        pair = pipelines[missing].astype(str) + "\x1f" + stages[missing].astype(str)
+        result[missing] = pair.isin(known_pairs).to_numpy()
+    return result
+
+
 def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.DataFrame, list[dict]]:
     """Checks that need more than one row or another table; returns (good rows, quarantined)."""
-    frame = frame.reset_index(drop=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):  # (a reset copies every column)
+        frame = frame.reset_index(drop=True)
     reasons = pd.Series("", index=frame.index, dtype=object)
 
     def flag(mask, message) -> None:
+        """message: a text, or a function of the flagged rows giving their texts (built for the
+        bad rows only: building one per row of a clean file was a sixth of a large load)."""
         mask = pd.Series(mask, index=frame.index).fillna(False).astype(bool) & (reasons == "")
-        reasons.loc[mask] = message[mask] if isinstance(message, pd.Series) else message
+        if mask.any():
+            reasons.loc[mask] = message if isinstance(message, str) else message(frame[mask])
 
     keys = list(PRIMARY_KEYS[table])
     if table in ("deals", "stage_events"):
@@ -399,16 +413,15 @@ def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.Da
         stage_col = "current_stage" if table == "deals" else "stage"
         known_pipelines = set(stages["pipeline"])
         flag(~frame["pipeline"].isin(known_pipelines),
-             "unknown pipeline '" + frame["pipeline"].astype(str) + "' (no stages loaded for it)")
-        pair = frame["pipeline"].astype(str) + "\x1f" + frame[stage_col].astype(str)
+             lambda rows: "unknown pipeline '" + rows["pipeline"].astype(str) + "' (no stages loaded for it)")
         known_pairs = set(stages["pipeline"] + "\x1f" + stages["stage"])
-        flag(~pair.isin(known_pairs),
-             "unknown stage '" + frame[stage_col].astype(str) + "' for pipeline '"
-             + frame["pipeline"].astype(str) + "'")
+        flag(~_pair_known(frame["pipeline"], frame[stage_col], known_pairs),
+             lambda rows: "unknown stage '" + rows[stage_col].astype(str) + "' for pipeline '"
+             + rows["pipeline"].astype(str) + "'")
     if table == "deals":
         # A close before the creation is kept and flagged (is_closed_before_created), not quarantined.
         flag(frame["outcome"].isin(["won", "lost"]) & frame["closed_at"].isna(),
-             "closed deal (" + frame["outcome"].astype(str) + ") without closed_at")
+             lambda rows: "closed deal (" + rows["outcome"].astype(str) + ") without closed_at")
         if frame["exported_at"].notna().any():
             flag(frame["created_at"] > frame["exported_at"], "created_at after exported_at (future date)")
     # A key seen twice in one file: the first row wins, the rest are quarantined.
@@ -420,11 +433,11 @@ def _validate(con, table: str, frame: pd.DataFrame, frames: dict) -> tuple[pd.Da
         if first_row is not None:
             idx = pd.MultiIndex.from_frame(frame[keys]) if len(keys) > 1 else frame[keys[0]]
             first = pd.Series(first_row.reindex(idx).to_numpy(), index=frame.index)
-            flag(dup, label + " (first seen in row " + first.astype("Int64").astype(str) + ")")
+            flag(dup, lambda rows: label + " (first seen in row " + first[rows.index].astype("Int64").astype(str) + ")")
         else:
             flag(dup, label)
     bad = _reasons_to_rows(frame, reasons, derived=False)
-    return frame[reasons == ""], bad
+    return (frame[reasons == ""] if bad else frame), bad
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, export_file: str) -> int:
@@ -432,12 +445,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, exp
     if frame.empty:
         return 0
     cols = column_names(table) + (list(ROW_FLAG_NAMES) if table == "deals" else [])
-    data = frame.copy()
+    # The frame's own columns, not a copy of them (a copy of 4M rows took seconds).
+    data = pd.DataFrame({c: frame.get(c) for c in cols}, index=frame.index, copy=False)
     data["export_file"] = export_file if "export_file" in cols else None
-    for c in cols:
-        if c not in data:
-            data[c] = None
-    data = data[cols]
     keys = PRIMARY_KEYS[table]
     con.register("incoming", data)
     try:

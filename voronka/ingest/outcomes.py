@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+import duckdb
 import pandas as pd
 
 SETTLED_OUTCOMES = ("won", "lost", "open")
@@ -95,3 +96,30 @@ def settle_deals(deals: pd.DataFrame, rules: dict) -> pd.DataFrame:
 def settle_stages(stages: pd.DataFrame, rules: dict) -> pd.DataFrame:
     """Stages of kind unknown that the rules (or defaults) settle get that kind."""
     return _settle(stages, "kind", "stage", rules)[0]
+
+
+def resettle_unknown_outcomes(con: duckdb.DuckDBPyConnection, rules: dict) -> int:
+    """Deals and stages already loaded with outcome (kind) unknown that stage_outcomes (or the
+    defaults) now settle: updated in place, so adding a rule needs no reload. Returns deals settled."""
+    unknown = con.execute("select deal_key, pipeline, current_stage, outcome, closed_at from raw.deals "
+                          "where outcome = 'unknown'").df()
+    stages = con.execute("select pipeline, stage, kind from raw.pipeline_stages where kind = 'unknown'").df()
+    settled_deals = settle_deals(unknown, rules) if len(unknown) else unknown
+    changed = settled_deals[settled_deals["outcome"] != "unknown"] if len(unknown) else unknown
+    settled_stages = settle_stages(stages, rules) if len(stages) else stages
+    changed_stages = settled_stages[settled_stages["kind"] != "unknown"] if len(stages) else stages
+    if len(changed):
+        con.register("settled_deals", changed[["deal_key", "outcome", "closed_at"]])
+        try:
+            con.execute("update raw.deals set outcome = s.outcome, closed_at = s.closed_at "
+                        "from settled_deals s where raw.deals.deal_key = s.deal_key")
+        finally:
+            con.unregister("settled_deals")
+    if len(changed_stages):
+        con.register("settled_stages", changed_stages)
+        try:
+            con.execute("update raw.pipeline_stages set kind = s.kind from settled_stages s "
+                        "where raw.pipeline_stages.pipeline = s.pipeline and raw.pipeline_stages.stage = s.stage")
+        finally:
+            con.unregister("settled_stages")
+    return len(changed)

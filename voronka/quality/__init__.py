@@ -2,6 +2,7 @@
 will read. A plain library: no Dagster here (orchestration/assets/quality.py runs the suites as
 asset checks)."""
 
+from voronka.quality.batch import validate_new
 from voronka.quality.suites import SUITES, TABLE_QUERIES, Suite
 from voronka.quality.validate import (
            ExpectationOutcome,
@@ -11,4 +12,4 @@ from voronka.quality.validate import (
 )
 
 __all__ = ["SUITES", "TABLE_QUERIES", "Suite", "ExpectationOutcome", "SuiteResult", "validate",
-           "validate_frames"]
+           "validate_frames", "validate_new"]

@@ -29,6 +29,8 @@ class ExpectationOutcome:
     success: bool
     failed_rows: int
     examples: list = field(default_factory=list)  # the failing rows' index columns and values
+    # With validate_frames(..., all_failing=True): the deal_key of every failing row.
+    failing_deals: list = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -54,12 +56,15 @@ class SuiteResult:
 def validate(con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None) -> list[SuiteResult]:
     """Run every suite on the given raw tables (default: all) of the warehouse."""
     chosen = [s for s in SUITES if tables is None or s.table in set(tables)]
-    frames = {t: _frame(con, t) for t in dict.fromkeys(s.table for s in chosen)}
+    frames = {t: frame_of(con, t) for t in dict.fromkeys(s.table for s in chosen)}
     return validate_frames(frames, chosen)
 
 
-def _frame(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
-    frame = con.execute(TABLE_QUERIES[table]).df()
+def frame_of(con: duckdb.DuckDBPyConnection, table: str, query: str | None = None,
+             params: list | None = None) -> pd.DataFrame:
+    """The frame the table's suites read: TABLE_QUERIES[table], or a query selecting some of its
+    rows (voronka/quality/batch.py)."""
+    frame = con.execute(query or TABLE_QUERIES[table], params or []).df()
     for column in frame.columns[[pd.api.types.is_datetime64_any_dtype(t) for t in frame.dtypes]]:
         # GX compares datetime64[ns] vectorised, other resolutions row by row in Python.
         frame[column] = frame[column].astype("datetime64[ns]")
@@ -70,8 +75,10 @@ def _frame(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     return frame
 
 
-def validate_frames(frames: dict[str, pd.DataFrame], suites: list[Suite] | None = None) -> list[SuiteResult]:
-    """Run suites on frames shaped like TABLE_QUERIES' (one per table the suites check).
+def validate_frames(frames: dict[str, pd.DataFrame], suites: list[Suite] | None = None,
+                    all_failing: bool = False) -> list[SuiteResult]:
+    """Run suites on frames shaped like TABLE_QUERIES' (one per table the suites check);
+    all_failing: also name the deal of every failing row (ExpectationOutcome.failing_deals).
 
     The suites of one table run as one GX validation (GX reads and fingerprints a batch once per
     run, which dominates at millions of rows); the results are split back into the suites."""
@@ -95,7 +102,7 @@ def validate_frames(frames: dict[str, pd.DataFrame], suites: list[Suite] | None 
             gx.ValidationDefinition(name=table, data=batch, suite=gx_suite))
         index = [c for c in INDEX_COLUMNS[table] if c in frame.columns]
         run = definition.run(batch_parameters={"dataframe": frame}, result_format={
-            "result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES,
+            "result_format": "COMPLETE" if all_failing else "SUMMARY", "partial_unexpected_count": EXAMPLES,
             "unexpected_index_column_names": index, "return_unexpected_index_query": False,
         })
         seconds = round(time.perf_counter() - started, 3)
@@ -111,6 +118,8 @@ def validate_frames(frames: dict[str, pd.DataFrame], suites: list[Suite] | None 
                 label=meta["label"], success=bool(result.success),
                 failed_rows=int(details.get("unexpected_count") or 0),
                 examples=[_plain(row) for row in failing[:EXAMPLES]],
+                failing_deals=[row.get("deal_key") for row in details.get("unexpected_index_list") or []
+                               if isinstance(row, dict)] if all_failing else [],
             )
         for suite in table_suites:
             ordered = [outcomes[(suite.name, label)] for label, _ in labelled[suite.name]]

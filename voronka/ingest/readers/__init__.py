@@ -79,6 +79,13 @@ def read_export(path: Path, source: str = "auto", *, mapping: Path | None = None
     return fmt.read(loaded, ctx)
 
 
+def canonical_table(path: Path) -> str | None:
+    """The canonical table a CSV file holds, told by its header alone (None if it is no canonical
+    CSV), so the loader can order files without reading them all first."""
+    header = textfile.header_of(path)
+    return detect_table(header) if header else None
+
+
 def detect_format(path: Path, source: str = "auto") -> str:
     """The name of the format of a file, e.g. 'amocrm.deals' or 'canonical.deals'."""
     loaded = textfile.load(Path(path))

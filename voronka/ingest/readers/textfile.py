@@ -176,6 +176,26 @@ def load(path: Path) -> RawTable | RawJson:
 
 
 
+def header_of(path: Path) -> list[str] | None:
+    """The header of a CSV file from its first bytes only (None for any other kind of file): enough
+    to tell which canonical table a file holds before reading it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+        if sniff_kind(path, head) != "text":
+            return None
+        text = _decode(head, path, sample=True)[0].lstrip("\ufeff").replace("\r\n", "\n")
+    except ExportFormatError:
+        return None
+    lines = [line for line in text.split("\n")[:-1] if line.strip()]  # the last may be cut
+    if lines and re.fullmatch(r'"?sep=(.)"?', lines[0].strip()):
+        delimiter, lines = lines[0].strip().strip('"')[4], lines[1:]
+    else:
+        delimiter = sniff_delimiter(lines[0]) if lines else ","
+    return unique_names(next(csv.reader(lines[:1], delimiter=delimiter), [])) if lines else None
+
+
 def sniff_delimiter(first_line: str) -> str:
     counts = {d: 0 for d in DELIMITERS}
     quoted = False
