@@ -2,7 +2,13 @@
 
 
 import dagster as dg
-from orchestration.assets.dbt import DBT_EXECUTABLE, VoronkaDbtCliResource, voronka_dbt, voronka_dbt_models
+
+from orchestration.assets.dbt import (
+    DBT_EXECUTABLE,
+    VoronkaDbtCliResource,
+    voronka_dbt,
+    voronka_dbt_models,
+)
 from orchestration.assets.forecast import (
     amounts_convert_to_reporting_currency,
     coverage_alerts,

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from orchestration.resources import WorkspaceResource
 from voronka import progress
@@ -104,14 +110,22 @@ def build_fingerprint(con, as_of: str, reporting_currency: str) -> str:
     """What the marts are a function of: every load of raw data (raw.ingest_log: a file loaded
     is a new row, a reload a no-op), the raw tables' row counts (a belt to those braces), the
     as_of, the reporting currency and the dbt project itself."""
-    raw_tables = [t for (t,) in con.execute(
+    # The raw tables dbt reads (its sources), not the loader's and checks' bookkeeping beside them.
+    present = {t for (t,) in con.execute(
         "select table_name from duckdb_tables() where database_name = current_database() "
-        "and schema_name = 'raw' order by table_name").fetchall()]
-    counts = {t: con.execute(f'select count(*) from raw."{t}"').fetchone()[0] for t in raw_tables}
-    log = con.execute("select * from raw.ingest_log order by all").fetchall() if "ingest_log" in counts else []
+        "and schema_name = 'raw'").fetchall()}
+    counts = {t: con.execute(f'select count(*) from raw."{t}"').fetchone()[0]
+              for t in sorted(raw_sources() & present)}
+    log = con.execute("select * from raw.ingest_log order by all").fetchall() if "ingest_log" in present else []
     state = {"as_of": as_of, "reporting_currency": reporting_currency, "project": project_hash(),
              "raw_counts": counts, "ingest_log": [[str(v) for v in row] for row in log]}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def raw_sources() -> set[str]:
+    """The raw.* tables the dbt project declares as sources."""
+    manifest = json.loads(voronka_dbt.manifest_path.read_text(encoding="utf-8"))
+    return {node["name"] for node in manifest["sources"].values() if node["source_name"] == "raw"}
 
 
 def record_build(con, fingerprint: str, as_of: str, reporting_currency: str) -> None:

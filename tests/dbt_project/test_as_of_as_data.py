@@ -19,7 +19,12 @@ import pytest
 from dbt_helpers import invoke_dbt
 from test_dbt_models import with_deal_flags
 
-from orchestration.assets.dbt import DAILY_EXCLUDE, clear_run_settings, table_models, write_run_settings
+from orchestration.assets.dbt import (
+    DAILY_EXCLUDE,
+    clear_run_settings,
+    table_models,
+    write_run_settings,
+)
 from voronka.ingest.loader import load_files
 from voronka.simulator.canonical_writer import write_canonical
 from voronka.simulator.company import simulate_company
