@@ -44,7 +44,7 @@ COMMANDS = [
 ]
 
 
-def _env() -> dict:
+def checkout_env() -> dict:
     # The checkout being measured wins over any installed copy of voronka.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("COLUMNS", "120")  # the same table width whether or not a terminal is attached
@@ -54,14 +54,14 @@ def _env() -> dict:
 def build_workspace(workspace: Path, deals: int) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "voronka.cli", "demo", "--workspace", str(workspace),
-                    "--deals", str(deals), "--quiet"], check=True, env=_env(), stdout=subprocess.DEVNULL)
+                    "--deals", str(deals), "--quiet"], check=True, env=checkout_env(), stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
 def run_once(argv: list[str]) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MiB, exit code) of one child process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=checkout_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -72,7 +72,7 @@ def run_once(argv: list[str]) -> tuple[float, int, int]:
 def import_profile(top: int) -> list[dict]:
     """The modules with the largest cumulative import time under `import voronka.cli`."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import voronka.cli"],
-                          env=_env(), capture_output=True, text=True, check=True)
+                          env=checkout_env(), capture_output=True, text=True, check=True)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:

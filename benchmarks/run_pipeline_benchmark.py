@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from read_commands import COMMANDS  # noqa: E402  (a sibling script, not a package)
+from read_commands import COMMANDS, checkout_env  # noqa: E402  (a sibling script, not a package)
 
 DAY0 = date(2026, 11, 20)
 COLD_STAGES = ("ingest", "dbt", "training", "score_and_forecast")
@@ -83,13 +83,13 @@ def _tree_rss_bytes(root: int) -> int:
     return total
 
 
-def measure(argv: list[str], log: Path, env: dict | None = None) -> dict:
+def measure(argv: list[str], log: Path) -> dict:
     """Run `argv` (stdout and stderr to `log`); its wall seconds, peak tree MB and exit code."""
     log.parent.mkdir(parents=True, exist_ok=True)
     peak = [0]
     with open(log, "w", encoding="utf-8") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env or _env())
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=checkout_env())
         done = threading.Event()
 
         def sample():
@@ -106,12 +106,6 @@ def measure(argv: list[str], log: Path, env: dict | None = None) -> dict:
     peak_bytes = max(peak[0], usage.ru_maxrss * 1024)  # a spike between samples
     return {"seconds": round(seconds, 2), "peak_mb": round(peak_bytes / 2**20),
             "exit": os.waitstatus_to_exitcode(status)}
-
-
-def _env() -> dict:
-    # The checkout being measured wins over any installed copy; tables render at one width.
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "COLUMNS": "120"}
 
 
 def _worker(*args: str) -> list[str]:
